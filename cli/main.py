@@ -1,0 +1,76 @@
+"""The ``ann2snn`` command: argparse front end over the public API (no logic the API lacks).
+
+Each sub-command lives in its own module exposing ``COMMAND`` (name), ``HELP``, ``add_arguments(parser)``
+and ``run(args) -> int``; add a module to ``_COMMANDS`` to add a sub-command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from ann2snn.errors import Ann2SnnError
+
+_COMMANDS = ("inspect", "ops")
+
+EXIT_HELP = """exit codes:
+  0  success
+  1  other ann2snn error
+  2  bad command-line usage
+  3  invalid or unsafe model file (InvalidModelError)
+  4  unsupported ops in the model (UnsupportedModelError)
+  5  bad data (DataError)
+  6  backend constraint violated (BackendConstraintError)
+  7  output exists (use --force)
+ 130 interrupted
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ann2snn",
+        description="Convert trained ONNX CNNs into spiking neural networks, simulate them, export to Loihi/NIR.",
+        epilog=EXIT_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks and debug logging")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars or info messages")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for mod_name in _COMMANDS:
+        mod = importlib.import_module(f"ann2snn.cli.{mod_name}_cmd")
+        p = sub.add_parser(mod.COMMAND, help=mod.HELP, description=mod.HELP,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+        p.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+        mod.add_arguments(p)
+        p.set_defaults(_run=mod.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return 2
+    level = logging.DEBUG if args.debug else (logging.WARNING if args.quiet else logging.INFO)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args._run(args) or 0)
+    except Ann2SnnError as e:
+        if args.debug:
+            raise
+        first, *rest = str(e).splitlines() or [type(e).__name__]
+        print(f"ann2snn: error: {first}", file=sys.stderr)
+        for line in rest:
+            print(line, file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("ann2snn: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
