@@ -13,7 +13,7 @@ import sys
 
 from ann2snn.errors import Ann2SnnError
 
-_COMMANDS = ("inspect", "ops")
+_COMMANDS = ("inspect", "ops", "convert", "evaluate")
 
 EXIT_HELP = """exit codes:
   0  success

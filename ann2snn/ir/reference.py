@@ -198,3 +198,13 @@ def run_graph(graph, x, *, batch_size=256, device="cpu", outputs=None):
     if isinstance(outputs, (list, tuple)):
         return result
     return result[names[0]]
+
+
+# The rate limit of spiking nodes: what a converted graph computes as T -> infinity. Running a converted
+# graph with these kernels checks the conversion's arithmetic without simulating time.
+from ann2snn.ir import snn as _snn  # noqa: E402
+
+
+@forward.register
+def _if_rate_limit(node: _snn.IF, x):
+    return x.clamp(-1.0 if node.signed else 0.0, 1.0).clamp(min=0.0)

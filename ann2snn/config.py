@@ -1,0 +1,87 @@
+"""Conversion options, with documented defaults. Every knob of the pipeline lives here."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+_NORM_FORMS = "max, percentile:P (0<P<=100), mmse"
+
+
+@dataclass(frozen=True)
+class ConversionConfig:
+    """How an ANN becomes an SNN.
+
+    norm: threshold statistic per spiking layer: ``max``, ``percentile:P`` or ``mmse`` (minimises the
+        rate-quantization error at ``calibration_timesteps``).
+    granularity: ``channel`` (one threshold per channel, the default: clearly better than per layer on
+        every measured model) or ``layer``.
+    v_init: initial membrane potential as a fraction of the threshold: 0.0, 0.5 (theta/2, turns the
+        rate code's floor into round), or ``"auto"``: chosen per model on a held-out part of the
+        calibration data, together with ``bias_correction``.
+    bias_correction: shift each spiking layer's bias so that the SNN's mean rate per channel matches the
+        ANN's mean activation on calibration data (Li et al. 2021, light calibration); ``True``, ``False``
+        or ``"auto"``.
+    calibration_timesteps: T used by mmse, bias correction and ``auto`` choices.
+    maxpool: ``pre_neuron`` (max over the cumulative input current before the IF: exact in the limit,
+        4x fewer neurons), ``cumulative`` (exact max of cumulative spike counts, graded output) or
+        ``spike`` (max over spikes per step, what SpikingJelly does; loses accuracy; for comparison).
+    signed: signed IF neurons (emit -1 to cancel excess spikes: more accurate at small T, ~30% slower).
+    input_encoding: ``analog`` (constant current into the first layer) or ``poisson`` (seeded).
+    seed: seed of the Poisson encoder (and of any random choice; determinism is a promise).
+    """
+
+    norm: str = "percentile:99.9"
+    granularity: str = "channel"
+    v_init: float | str = "auto"
+    bias_correction: bool | str = "auto"
+    calibration_timesteps: int = 32
+    holdout_fraction: float = 0.25
+    maxpool: str = "pre_neuron"
+    signed: bool = False
+    input_encoding: str = "analog"
+    seed: int = 0
+    calibration_batch_size: int = 128
+    bias_correction_samples: int = 256
+
+    def __post_init__(self):
+        problems = []
+        if not (self.norm in ("max", "mmse") or self.norm.startswith("percentile:")):
+            problems.append(f"norm={self.norm!r} (allowed: {_NORM_FORMS})")
+        elif self.norm.startswith("percentile:"):
+            try:
+                p = float(self.norm.split(":", 1)[1])
+                if not 0 < p <= 100:
+                    raise ValueError
+            except ValueError:
+                problems.append(f"norm={self.norm!r}: P must be a number in (0, 100]")
+        if self.granularity not in ("channel", "layer"):
+            problems.append(f"granularity={self.granularity!r} (allowed: channel, layer)")
+        if self.v_init != "auto" and not (isinstance(self.v_init, (int, float)) and 0 <= self.v_init < 1):
+            problems.append(f"v_init={self.v_init!r} (allowed: a fraction in [0, 1) or 'auto')")
+        if self.bias_correction not in (True, False, "auto"):
+            problems.append(f"bias_correction={self.bias_correction!r} (allowed: true, false, auto)")
+        if self.maxpool not in ("pre_neuron", "cumulative", "spike"):
+            problems.append(f"maxpool={self.maxpool!r} (allowed: pre_neuron, cumulative, spike)")
+        if self.input_encoding not in ("analog", "poisson"):
+            problems.append(f"input_encoding={self.input_encoding!r} (allowed: analog, poisson)")
+        if not isinstance(self.calibration_timesteps, int) or self.calibration_timesteps < 1:
+            problems.append(f"calibration_timesteps={self.calibration_timesteps!r} must be a positive int")
+        if not 0 < self.holdout_fraction < 1:
+            problems.append(f"holdout_fraction={self.holdout_fraction!r} must be in (0, 1)")
+        if problems:
+            raise ValueError("invalid ConversionConfig: " + "; ".join(problems))
+
+    def replace(self, **changes) -> "ConversionConfig":
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ConversionConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown ConversionConfig field(s): {unknown}")
+        return cls(**d)

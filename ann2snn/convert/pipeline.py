@@ -1,0 +1,193 @@
+"""``convert``: ONNX model (or IR graph) + calibration data -> SpikingNetwork.
+
+Steps: import -> simplify passes -> plan spiking points -> calibrate thresholds -> build the spiking
+graph -> bias correction (optional) -> choice of initial potential and bias correction (``auto``,
+scored on a held-out part of the calibration data against the ANN, never on evaluation data).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import replace
+
+import numpy as np
+import onnx
+
+from ann2snn.config import ConversionConfig
+from ann2snn.convert.converter import ConversionPlan, convert_graph, plan_conversion
+from ann2snn.errors import DataError
+from ann2snn.ir import nodes as ir
+from ann2snn.ir.graph import Graph
+from ann2snn.ir.reference import check_input
+from ann2snn.ir.snn import IF, CumulativeGlobalMaxPool, CumulativeMaxPool2d
+from ann2snn.network import SpikingNetwork
+
+log = logging.getLogger(__name__)
+
+
+def as_graph(model) -> Graph:
+    """A path, an onnx.ModelProto or an IR Graph -> simplified IR Graph."""
+    from ann2snn.frontend import load_onnx
+    from ann2snn.passes import simplify
+
+    if isinstance(model, Graph):
+        graph = model
+    elif isinstance(model, (str, os.PathLike, onnx.ModelProto)):
+        graph = load_onnx(model)
+    else:
+        raise TypeError(f"expected a model path, onnx.ModelProto or ann2snn Graph, got {type(model).__name__}")
+    return simplify(graph)
+
+
+def calibration_array(graph: Graph, calibration) -> np.ndarray:
+    """Validate calibration data (a (N, *input shape) array) and return it as float32."""
+    if calibration is None:
+        raise DataError("calibration data is required (a few hundred real training images)")
+    x = check_input(graph, calibration)[graph.inputs[0].name]
+    if len(x) < 2:
+        raise DataError(f"calibration data has {len(x)} sample(s); at least 2 are needed (a few hundred advised)")
+    return x
+
+
+def compute_scales(plan: ConversionPlan, x: np.ndarray, config: ConversionConfig, progress=False):
+    """Thresholds (lambda per channel) of every spiking tensor from activation statistics."""
+    from ann2snn.calibration import choose_thresholds, collect_activation_stats
+
+    stats = collect_activation_stats(plan.ann, list(plan.spiking), x, batch_size=config.calibration_batch_size,
+                                     progress=progress)
+    return choose_thresholds(stats, method=config.norm, granularity=config.granularity,
+                             timesteps=config.calibration_timesteps)
+
+
+def build_network(plan: ConversionPlan, scales, config: ConversionConfig, v_init: float,
+                  input_unit: float = 1.0, info: dict | None = None) -> SpikingNetwork:
+    cfg = config.replace(v_init=v_init)
+    graph, out_units = convert_graph(plan, scales, cfg, input_unit=input_unit)
+    sm = next(iter(plan.output_softmax.values()), None)
+    return SpikingNetwork(graph=graph, ann=plan.ann, output_units=out_units,
+                          scales={k: np.asarray(v, np.float32) for k, v in scales.items()},
+                          config=cfg, output_softmax=sm, input_unit=input_unit, info=dict(info or {}))
+
+
+def _bias_source(graph: Graph, tensor: str):
+    """The linear node whose bias drives the IF reading ``tensor`` (through Add / pre-neuron max-pool)."""
+    n = graph.node_by_name.get(tensor)
+    if isinstance(n, (ir.Conv2d, ir.Dense)):
+        return n
+    if isinstance(n, (CumulativeMaxPool2d, CumulativeGlobalMaxPool)):
+        return _bias_source(graph, n.inputs[0])
+    if isinstance(n, ir.Add):
+        for i in n.inputs:
+            src = _bias_source(graph, i)
+            if src is not None:
+                return src
+    return None
+
+
+def bias_correct(net: SpikingNetwork, x: np.ndarray, timesteps: int, progress=False) -> SpikingNetwork:
+    """Li et al. 2021 light calibration, layer by layer in forward order.
+
+    Each IF layer's bias is shifted so that its mean rate x lambda per channel equals the ANN's mean
+    (clipped) activation on ``x``; each layer sees the already-corrected layers upstream.
+    """
+    from ann2snn.ir.reference import run_graph
+
+    ann_means = {}
+    acts = run_graph(net.ann, x, outputs=net.spiking_layers)
+    for name, a in acts.items():
+        lam = net.scales[name].reshape((-1,) + (1,) * (a.ndim - 2))
+        clipped = np.minimum(a, lam) if a.ndim > 1 else a
+        ann_means[name] = _channel_mean(clipped)
+    graph = net.graph
+    for name in net.spiking_layers:
+        src = _bias_source(graph, graph.node(name).inputs[0])
+        if src is None:
+            log.debug("bias correction: no biased linear op feeds %s; skipped", name)
+            continue
+        current = replace(net, graph=graph)
+        res = current.simulate(x, [timesteps], probe=[name], time_chunk=8)
+        snn_mean = res.probe[name][timesteps]
+        lam = np.asarray(net.scales[name], np.float32).reshape(-1)
+        delta = (snn_mean - ann_means[name]) / lam  # normalized units: lambda is 1 after weight scaling
+        c_out = src.weight.shape[0]
+        if delta.size != c_out:
+            log.debug("bias correction: %s has %d channels, %s has %d outputs; skipped",
+                      name, delta.size, src.name, c_out)
+            continue
+        bias = (src.bias if src.bias is not None else np.zeros(c_out, np.float32)) - delta.astype(np.float32)
+        graph = graph.with_nodes([replace(n, bias=bias) if n.name == src.name else n for n in graph.nodes])
+    return replace(net, graph=graph, info=dict(net.info, bias_correction=True))
+
+
+def _channel_mean(a: np.ndarray) -> np.ndarray:
+    return a.reshape(a.shape[0], a.shape[1], -1).mean(axis=(0, 2)) if a.ndim > 2 else a.mean(axis=0)
+
+
+def _score(net: SpikingNetwork, x: np.ndarray, ann_out: np.ndarray, timesteps: list[int]) -> dict:
+    """Agreement with the ANN's argmax and relative output error, averaged over ``timesteps``."""
+    res = net.simulate(x, timesteps)
+    ann_pred = ann_out.reshape(len(ann_out), -1).argmax(1)
+    agree = [float((res.predictions(t) == ann_pred).mean()) for t in timesteps]
+    err = [float(np.linalg.norm(res.outputs[t] - ann_out) / max(np.linalg.norm(ann_out), 1e-12)) for t in timesteps]
+    return {"agreement": float(np.mean(agree)), "relative_error": float(np.mean(err)),
+            "per_t": {str(t): a for t, a in zip(timesteps, agree)}}
+
+
+def convert(model, calibration=None, config: ConversionConfig | None = None, *, scales=None,
+            progress: bool = False) -> SpikingNetwork:
+    """Convert a trained ANN into a SpikingNetwork.
+
+    model: path to an .onnx file, an onnx.ModelProto, or an ann2snn IR Graph.
+    calibration: (N, *input shape) float array of real, preprocessed training images.
+    scales: optional thresholds {spiking tensor: per-channel array} (e.g. from load_scales) instead of
+        calibrating; they are checked against the model.
+    """
+    config = config or ConversionConfig()
+    graph = as_graph(model)
+    plan = plan_conversion(graph, config)
+    x = calibration_array(plan.ann, calibration)
+    rng = np.random.default_rng(config.seed)
+    order = rng.permutation(len(x))
+    auto = config.v_init == "auto" or config.bias_correction == "auto"
+    n_hold = int(round(len(x) * config.holdout_fraction)) if auto else 0
+    if auto and (n_hold < 1 or len(x) - n_hold < 1):
+        raise DataError(f"{len(x)} calibration samples are too few to hold some out for the 'auto' choices")
+    hold, fit = x[order[:n_hold]], x[order[n_hold:]]
+    if scales is None:
+        scales = compute_scales(plan, fit, config, progress=progress)
+    else:
+        from ann2snn.calibration import check_scales_match
+
+        check_scales_match(scales, plan.spiking)
+    input_unit = float(np.abs(fit).max()) if config.input_encoding == "poisson" else 1.0
+    input_unit = input_unit if input_unit > 0 else 1.0
+    bc_x = fit[: config.bias_correction_samples]
+    v_options = [0.0, 0.5] if config.v_init == "auto" else [float(config.v_init)]
+    bc_options = [False, True] if config.bias_correction == "auto" else [bool(config.bias_correction)]
+    candidates = []
+    for v0 in v_options:
+        base = build_network(plan, scales, config, v0, input_unit)
+        for bc in bc_options:
+            net = bias_correct(base, bc_x, config.calibration_timesteps) if bc else base
+            candidates.append(((v0, bc), net))
+    if len(candidates) == 1:
+        (v0, bc), net = candidates[0]
+        return replace(net, config=net.config.replace(bias_correction=bc),
+                       info=dict(net.info, v_init=v0, bias_correction=bc))
+    from ann2snn.ir.reference import run_graph
+
+    ann_out = run_graph(plan.ann, hold)
+    tc = config.calibration_timesteps
+    score_ts = sorted({max(1, tc // 2), tc, 2 * tc, 4 * tc})
+    table = []
+    for (v0, bc), net in candidates:
+        s = _score(net, hold, ann_out, score_ts)
+        table.append({"v_init": v0, "bias_correction": bc, **s})
+        log.info("auto: v_init=%.1f bias_correction=%s agreement=%.4f rel_err=%.4f", v0, bc,
+                 s["agreement"], s["relative_error"])
+    best = max(range(len(candidates)), key=lambda i: (table[i]["agreement"], -table[i]["relative_error"]))
+    (v0, bc), net = candidates[best]
+    return replace(net, config=net.config.replace(bias_correction=bc),
+                   info=dict(net.info, v_init=v0, bias_correction=bc, auto_table=table,
+                             auto_holdout_samples=n_hold, auto_timesteps=score_ts))

@@ -1,0 +1,177 @@
+"""``SpikingNetwork``: a converted network, its simulation, and its pickle-free file format.
+
+File format (a directory, version 1):
+    network.json   {"format": "ann2snn-snn", "version": 1, "config": {...}, "graph": {...}, ...}
+                   graph nodes are listed in topological order with their op type and attributes;
+                   arrays are referenced by key into weights.npz
+    weights.npz    every array (np.savez, loaded with allow_pickle=False)
+Both the converted graph and the simplified source ANN are stored, so a loaded network can be
+simulated and compared with its ANN without the original ONNX file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ann2snn.config import ConversionConfig
+from ann2snn.errors import InvalidModelError
+from ann2snn.ir import nodes as ir
+from ann2snn.ir import snn
+from ann2snn.ir.graph import Graph, TensorSpec
+
+FORMAT = "ann2snn-snn"
+VERSION = 1
+
+_NODE_TYPES: dict[str, type[ir.Node]] = {cls.__name__: cls for cls in (*ir.ANN_OPS, *snn.STATEFUL_OPS)}
+
+
+@dataclass(frozen=True, eq=False)
+class SpikingNetwork:
+    """A converted SNN: the spiking graph plus what is needed to read it out and compare it.
+
+    graph: converted IR (IF neurons, normalized weights). ann: the simplified source ANN.
+    output_units: ANN value of one unit of accumulated output per step, per output tensor.
+    scales: calibrated thresholds (lambda) per spiking ANN tensor. output_softmax: the Softmax that
+    ended the ANN (the readout applies it), or None. input_unit: value of one input spike (Poisson).
+    """
+
+    graph: Graph
+    ann: Graph
+    output_units: dict[str, np.ndarray]
+    scales: dict[str, np.ndarray]
+    config: ConversionConfig
+    output_softmax: ir.Softmax | None = None
+    input_unit: float = 1.0
+    info: dict = field(default_factory=dict)
+
+    def static_tensors(self) -> set[str]:
+        from ann2snn.sim.simulate import static_tensors
+
+        return static_tensors(self.graph, dynamic_inputs=self.config.input_encoding == "poisson")
+
+    def simulate(self, x, timesteps=(8, 16, 32, 64), **kw):
+        """Simulate on ``x`` (batch, *input shape); returns a ``SimulationResult`` (see ann2snn.sim)."""
+        from ann2snn.sim.simulate import simulate
+
+        return simulate(self, x, timesteps, **kw)
+
+    @property
+    def spiking_layers(self) -> list[str]:
+        return [n.name for n in self.graph.nodes if isinstance(n, snn.IF)]
+
+    def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
+        """Write the network directory atomically (a temp dir renamed into place)."""
+        path = Path(path)
+        if path.exists() and not overwrite:
+            raise FileExistsError(f"{path} exists (pass overwrite=True / --force to replace it)")
+        arrays: dict[str, np.ndarray] = {}
+        doc = {
+            "format": FORMAT, "version": VERSION, "config": self.config.to_dict(),
+            "graph": _graph_to_json(self.graph, arrays, "snn"), "ann": _graph_to_json(self.ann, arrays, "ann"),
+            "output_units": {k: _put(arrays, f"unit/{k}", v) for k, v in self.output_units.items()},
+            "scales": {k: _put(arrays, f"scale/{k}", v) for k, v in self.scales.items()},
+            "output_softmax": None if self.output_softmax is None else
+            {"axis": self.output_softmax.axis, "log": self.output_softmax.log, "name": self.output_softmax.name},
+            "input_unit": self.input_unit, "info": self.info,
+        }
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+        try:
+            (tmp / "network.json").write_text(json.dumps(doc, indent=1, default=_json_default))
+            with open(tmp / "weights.npz", "wb") as f:
+                np.savez(f, **arrays)
+            if path.exists():
+                backup = path.with_name(f".{path.name}.old")
+                os.replace(path, backup)
+                os.replace(tmp, path)
+                shutil.rmtree(backup, ignore_errors=True)
+            else:
+                os.replace(tmp, path)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+        return path
+
+
+def load(path: str | os.PathLike) -> SpikingNetwork:
+    """Load a network saved by ``SpikingNetwork.save``; malformed files raise InvalidModelError."""
+    path = Path(path)
+    meta, npz = path / "network.json", path / "weights.npz"
+    if not meta.is_file() or not npz.is_file():
+        raise InvalidModelError(f"{path}: not a saved ann2snn network (needs network.json and weights.npz)")
+    try:
+        doc = json.loads(meta.read_text())
+        with np.load(npz, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except (ValueError, OSError, EOFError) as e:
+        raise InvalidModelError(f"{path}: cannot read the saved network: {e}") from None
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        raise InvalidModelError(f"{meta}: not an ann2snn network file")
+    if doc.get("version") != VERSION:
+        raise InvalidModelError(f"{meta}: format version {doc.get('version')} is not supported (expected {VERSION})")
+    try:
+        sm = doc["output_softmax"]
+        net = SpikingNetwork(
+            graph=_graph_from_json(doc["graph"], arrays), ann=_graph_from_json(doc["ann"], arrays),
+            output_units={k: arrays[v] for k, v in doc["output_units"].items()},
+            scales={k: arrays[v] for k, v in doc["scales"].items()},
+            config=ConversionConfig.from_dict(doc["config"]),
+            output_softmax=None if sm is None else ir.Softmax(sm["name"], (), axis=sm["axis"], log=sm["log"]),
+            input_unit=float(doc["input_unit"]), info=dict(doc.get("info") or {}),
+        )
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise InvalidModelError(f"{meta}: malformed network file ({type(e).__name__}: {e})") from None
+    net.graph.validate()
+    net.ann.validate()
+    return net
+
+
+def _put(arrays: dict, key: str, value) -> str:
+    arrays[key] = np.asarray(value)
+    return key
+
+
+def _json_default(o):
+    if isinstance(o, np.generic):
+        return o.item()
+    raise TypeError(f"not JSON serializable: {type(o).__name__}")
+
+
+def _graph_to_json(graph: Graph, arrays: dict, prefix: str) -> dict:
+    nodes = []
+    for n in graph.nodes:
+        entry = {"op": type(n).__name__, "name": n.name, "inputs": list(n.inputs), "attrs": {}, "arrays": {}}
+        for f in dataclasses.fields(n):
+            if f.name in ("name", "inputs"):
+                continue
+            v = getattr(n, f.name)
+            if isinstance(v, np.ndarray):
+                entry["arrays"][f.name] = _put(arrays, f"{prefix}/{n.name}/{f.name}", v)
+            elif v is None or isinstance(v, (bool, int, float, str)):
+                entry["attrs"][f.name] = v
+            else:
+                entry["attrs"][f.name] = list(v)
+        nodes.append(entry)
+    return {"name": graph.name, "inputs": [{"name": t.name, "shape": list(t.shape)} for t in graph.inputs],
+            "outputs": list(graph.outputs), "nodes": nodes}
+
+
+def _graph_from_json(doc: dict, arrays: dict) -> Graph:
+    nodes = []
+    for e in doc["nodes"]:
+        cls = _NODE_TYPES.get(e["op"])
+        if cls is None:
+            raise ValueError(f"unknown op {e['op']!r} in node {e.get('name')!r}")
+        kw = {k: (tuple(v) if isinstance(v, list) else v) for k, v in e["attrs"].items()}
+        kw.update({k: arrays[v] for k, v in e["arrays"].items()})
+        nodes.append(cls(e["name"], tuple(e["inputs"]), **kw))
+    inputs = [TensorSpec(t["name"], tuple(int(d) for d in t["shape"])) for t in doc["inputs"]]
+    return Graph(tuple(inputs), tuple(nodes), tuple(doc["outputs"]), name=doc["name"])

@@ -1,0 +1,46 @@
+"""Pure neuron update functions: (state, input) -> (output, state). No graph knowledge, no I/O.
+
+The simulator calls these once per time step on whole layers; everything synaptic runs outside them,
+batched over the time chunk.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def if_step(v: torch.Tensor, current: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Integrate-and-fire, threshold 1, reset by subtraction. Returns (spikes in {0,1}, new v)."""
+    m = v + current
+    s = (m >= 1.0).to(m.dtype)
+    return s, m - s
+
+
+def signed_if_step(v: torch.Tensor, count: torch.Tensor, current: torch.Tensor):
+    """Signed IF: like ``if_step``, plus a -1 spike when v < 0 and the net count is positive.
+
+    Returns (spikes in {-1,0,1}, new v, new count). The count (net spikes so far) never goes negative,
+    so the neuron's rate stays a ReLU of its input while early excess spikes are taken back.
+    """
+    m = v + current
+    pos = m >= 1.0
+    neg = (m < 0.0) & (count > 0)
+    s = pos.to(m.dtype) - neg.to(m.dtype)
+    return s, m - s, count + s
+
+
+def run_if_chunk(v: torch.Tensor, current: torch.Tensor, steps: int, out: torch.Tensor,
+                 count: torch.Tensor | None = None, constant: bool = False):
+    """Run ``steps`` IF updates, writing spikes into ``out[t]``.
+
+    ``current`` is (steps, *v.shape), or v.shape when ``constant`` (the first layer's analog input:
+    computed once, reused every step). Returns the final (v, count).
+    """
+    for t in range(steps):
+        i_t = current if constant else current[t]
+        if count is None:
+            s, v = if_step(v, i_t)
+        else:
+            s, v, count = signed_if_step(v, count, i_t)
+        out[t] = s
+    return v, count

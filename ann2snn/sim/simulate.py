@@ -1,0 +1,335 @@
+"""Layer-major, time-chunked rate-code simulator (torch; CPU by default, CUDA on request).
+
+For each batch and each chunk of ``time_chunk`` steps, the graph is walked once in topological order:
+- every synaptic or layout op (conv, dense, pooling, reshapes) runs ONCE on a (chunk * batch) tensor;
+- only the elementwise neuron updates (IF, cumulative max) loop over the steps of the chunk;
+- tensors that depend only on the analog input (the first layer's current) are computed once per batch
+  and reused every step.
+Memory is bounded by ``time_chunk * batch``, never by T. One run up to max(timesteps) yields the
+readout at every requested T.
+
+The readout integrates the output tensor: the time average times the output unit estimates the ANN
+output; prediction = argmax, probabilities = softmax of the time average (when the ANN ended in one).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ann2snn.errors import DataError
+from ann2snn.ir import nodes as ir
+from ann2snn.ir.reference import check_input, forward
+from ann2snn.ir.snn import IF, CumulativeGlobalMaxPool, CumulativeMaxPool2d
+from ann2snn.sim.neurons import run_if_chunk
+
+log = logging.getLogger(__name__)
+
+CUMULATIVE_POOLS = (CumulativeMaxPool2d, CumulativeGlobalMaxPool)
+
+
+@dataclass
+class _Moments:
+    """Streaming sums for Pearson correlation and relative error between SNN and ANN values."""
+
+    n: float = 0.0
+    sx: float = 0.0
+    sy: float = 0.0
+    sxx: float = 0.0
+    syy: float = 0.0
+    sxy: float = 0.0
+    sdd: float = 0.0
+
+    def add(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        x = x.double().reshape(-1)
+        y = y.double().reshape(-1)
+        self.n += x.numel()
+        self.sx += float(x.sum())
+        self.sy += float(y.sum())
+        self.sxx += float((x * x).sum())
+        self.syy += float((y * y).sum())
+        self.sxy += float((x * y).sum())
+        self.sdd += float(((x - y) ** 2).sum())
+
+    def pearson(self) -> float | None:
+        if self.n < 2:
+            return None
+        cov = self.sxy - self.sx * self.sy / self.n
+        vx = self.sxx - self.sx**2 / self.n
+        vy = self.syy - self.sy**2 / self.n
+        if vx <= 0 or vy <= 0:
+            return None
+        return float(cov / math.sqrt(vx * vy))
+
+    def relative_error(self) -> float | None:
+        return float(math.sqrt(self.sdd / self.syy)) if self.syy > 0 else None
+
+
+@dataclass
+class _LayerAccumulator:
+    neurons: int
+    sops_per_spike: float
+    spikes: dict[int, float] = field(default_factory=dict)  # T -> total |spikes| up to T
+    saturated: dict[int, float] = field(default_factory=dict)
+    silent: dict[int, float] = field(default_factory=dict)
+    moments: dict[int, _Moments] = field(default_factory=dict)
+
+
+@dataclass
+class SimulationResult:
+    """Outputs (time averages in ANN units) at each checkpoint T, plus optional per-layer statistics."""
+
+    timesteps: list[int]
+    outputs: dict[int, np.ndarray]
+    softmax: bool = False
+    log_softmax: bool = False
+    layers: dict[str, dict] | None = None
+    samples: int = 0
+    probe: dict[str, dict[int, np.ndarray]] = field(default_factory=dict)
+
+    def predictions(self, t: int) -> np.ndarray:
+        return self.outputs[t].reshape(len(self.outputs[t]), -1).argmax(axis=1)
+
+    def probabilities(self, t: int) -> np.ndarray:
+        z = torch.from_numpy(self.outputs[t].reshape(len(self.outputs[t]), -1))
+        return torch.softmax(z, dim=1).numpy()
+
+
+def static_tensors(graph, dynamic_inputs: bool) -> set[str]:
+    """Tensors constant over time: they depend only on the analog input, through no neuron."""
+    static = set() if dynamic_inputs else {t.name for t in graph.inputs}
+    for n in graph.nodes:
+        if isinstance(n, IF):
+            continue
+        if all(i in static for i in n.inputs):
+            static.add(n.name)
+    return static
+
+
+def sops_per_spike(graph) -> dict[str, float]:
+    """Average synaptic operations triggered by one spike of each IF layer (fan-out through layout ops)."""
+    shapes = graph.shapes
+    macs = graph.macs()
+    result = {}
+    for n in graph.nodes:
+        if not isinstance(n, IF):
+            continue
+        total, frontier = 0.0, [n.name]
+        while frontier:
+            t = frontier.pop()
+            for u in graph.users(t):
+                if u.is_layout or isinstance(u, ir.Concat):
+                    frontier.append(u.name)
+                else:
+                    total += macs[u.name] / max(1, int(np.prod(shapes[u.inputs[0]])) * len(u.inputs))
+        result[n.name] = total
+    return result
+
+
+def _flat(x: torch.Tensor) -> torch.Tensor:
+    return x.reshape((x.shape[0] * x.shape[1],) + tuple(x.shape[2:]))
+
+
+class _BatchRun:
+    """State of one batch across time chunks."""
+
+    def __init__(self, net, x: torch.Tensor, generator: torch.Generator | None):
+        self.net = net
+        self.graph = net.graph
+        self.x = x
+        self.generator = generator
+        self.static = net.static_tensors()
+        self.values_static: dict[str, torch.Tensor] = {}
+        self.state: dict[str, dict] = {}
+        feeds = {self.graph.inputs[0].name: x}
+        if self.graph.inputs[0].name in self.static:
+            self.values_static.update(feeds)
+        for n in self.graph.nodes:
+            if n.name in self.static:
+                self.values_static[n.name] = forward(n, *(self.values_static[i] for i in n.inputs))
+
+    def _input_chunk(self, tc: int) -> torch.Tensor:
+        """Seeded Poisson spikes: P(spike) = |x| / unit, value sign(x) (unit = max |x| in calibration)."""
+        unit = self.net.input_unit
+        p = (self.x.abs() / unit).clamp(max=1.0)
+        r = torch.rand((tc,) + tuple(self.x.shape), generator=self.generator, dtype=self.x.dtype)
+        return (r.to(self.x.device) < p).to(self.x.dtype) * torch.sign(self.x)
+
+    def chunk(self, tc: int) -> dict[str, torch.Tensor]:
+        """Advance ``tc`` steps. Returns {tensor: (tc, B, ...)} for every time-varying tensor."""
+        vals: dict[str, torch.Tensor] = {}
+        inp = self.graph.inputs[0].name
+        if inp not in self.static:
+            vals[inp] = self._input_chunk(tc)
+        B = self.x.shape[0]
+        for n in self.graph.nodes:
+            if n.name in self.static:
+                continue
+            if isinstance(n, IF):
+                vals[n.name] = self._if(n, tc, B, vals)
+            elif isinstance(n, CUMULATIVE_POOLS):
+                vals[n.name] = self._cumulative_pool(n, vals[n.inputs[0]])
+            else:
+                ins = [vals[i] if i in vals else self.values_static[i].expand((tc,) + tuple(self.values_static[i].shape))
+                       for i in n.inputs]
+                y = forward(n, *(_flat(t) for t in ins))
+                vals[n.name] = y.reshape((tc, B) + tuple(y.shape[1:]))
+        return vals
+
+    def _if(self, n: IF, tc: int, B: int, vals) -> torch.Tensor:
+        src = n.inputs[0]
+        constant = src in self.static
+        current = self.values_static[src] if constant else vals[src]
+        shape = tuple(current.shape[-(current.dim() - (0 if constant else 1)):])
+        st = self.state.get(n.name)
+        if st is None:
+            v0 = torch.as_tensor(n.v_init, dtype=current.dtype, device=current.device)
+            v0 = v0.reshape((-1,) + (1,) * (len(shape) - 2)) if v0.numel() > 1 else v0.reshape(())
+            st = {"v": torch.zeros(shape, dtype=current.dtype, device=current.device) + v0,
+                  "count": torch.zeros(shape, dtype=current.dtype, device=current.device) if n.signed else None}
+            self.state[n.name] = st
+        out = torch.empty((tc,) + shape, dtype=current.dtype, device=current.device)
+        st["v"], st["count"] = run_if_chunk(st["v"], current, tc, out, st["count"], constant)
+        return out
+
+    def _cumulative_pool(self, n, x: torch.Tensor) -> torch.Tensor:
+        tc, B = x.shape[:2]
+        st = self.state.setdefault(n.name, {})
+        cum = torch.cumsum(x, dim=0)
+        if "carry" in st:
+            cum = cum + st["carry"]
+        pooled = forward(n, _flat(cum))
+        pooled = pooled.reshape((tc, B) + tuple(pooled.shape[1:]))
+        prev = st.get("pooled")
+        out = torch.empty_like(pooled)
+        out[0] = pooled[0] - prev if prev is not None else pooled[0]
+        out[1:] = pooled[1:] - pooled[:-1]
+        st["carry"] = cum[-1]
+        st["pooled"] = pooled[-1]
+        return out
+
+
+def simulate(net, x: np.ndarray, timesteps, *, batch_size: int = 100, time_chunk: int = 8,
+             device: str = "cpu", layer_stats: bool = False, probe=(), progress: bool = False) -> SimulationResult:
+    """Simulate ``net`` (a SpikingNetwork) on ``x`` up to max(timesteps); see the module docstring.
+
+    layer_stats: record per-IF-layer firing rate, saturated/silent fractions, correlation and relative
+        error against the ANN activation, and SOPs at every checkpoint (costs one ANN pass per batch).
+    probe: IF layer names whose per-channel mean value (rate x lambda) is returned in ``result.probe``.
+    """
+    ts = sorted({int(t) for t in timesteps})
+    if not ts or ts[0] < 1:
+        raise DataError(f"timesteps must be positive integers, got {list(timesteps)}")
+    if batch_size < 1 or time_chunk < 1:
+        raise DataError("batch_size and time_chunk must be >= 1")
+    graph = net.graph
+    feeds = check_input(graph, x)
+    xs = next(iter(feeds.values()))
+    n_samples = xs.shape[0]
+    t_max = ts[-1]
+    out_name = graph.outputs[0]
+    out_unit = torch.as_tensor(net.output_units[out_name])
+    outputs = {t: [] for t in ts}
+    ann_graph = net.ann
+    spiking = [n for n in graph.nodes if isinstance(n, IF)]
+    acc = {}
+    if layer_stats:
+        spp = sops_per_spike(graph)
+        acc = {n.name: _LayerAccumulator(int(np.prod(graph.shapes[n.name])), spp[n.name]) for n in spiking}
+    probe = list(probe)
+    probe_sum = {name: {t: 0.0 for t in ts} for name in probe}
+    probe_count = 0
+    tracked = sorted(set(acc) | set(probe))
+    gen = None
+    bar = tqdm(total=n_samples * t_max, disable=not progress, unit="img-step", desc="simulate", leave=False)
+    with torch.inference_mode():
+        for b_idx, start in enumerate(range(0, n_samples, batch_size)):
+            xb = torch.from_numpy(xs[start:start + batch_size]).to(device)
+            if net.config.input_encoding == "poisson":
+                gen = torch.Generator().manual_seed(net.config.seed * 1_000_003 + b_idx)
+            run = _BatchRun(net, xb, gen)
+            ann_acts = None
+            if layer_stats:
+                from ann2snn.ir.reference import run_tensors
+
+                ann_acts = run_tensors(ann_graph, {ann_graph.inputs[0].name: xb}, set(acc))
+            readout = torch.zeros((xb.shape[0],) + tuple(graph.shapes[out_name]), dtype=xb.dtype, device=device)
+            zeros = {name: torch.zeros((xb.shape[0],) + tuple(graph.shapes[name]), dtype=xb.dtype, device=device)
+                     for name in tracked}
+            net_counts, act_counts = dict(zeros), dict(zeros)
+            probe_count += xb.shape[0]
+            done = 0
+            while done < t_max:
+                tc = min(time_chunk, t_max - done)
+                vals = run.chunk(tc)
+                if out_name in run.static:
+                    per_step = run.values_static[out_name].unsqueeze(0).expand((tc,) + tuple(readout.shape))
+                else:
+                    per_step = vals[out_name]
+                cum = torch.cumsum(per_step, dim=0) + readout
+                # IF outputs are never static; signed neurons need net and absolute counts apart
+                net_cum = {name: torch.cumsum(vals[name], dim=0) + net_counts[name] for name in tracked}
+                act_cum = {name: (torch.cumsum(vals[name].abs(), dim=0) + act_counts[name])
+                           if graph.node(name).signed else net_cum[name] for name in acc}
+                for t in ts:
+                    if done < t <= done + tc:
+                        k = t - done - 1
+                        outputs[t].append(((cum[k] / t) * out_unit.to(device)).cpu().numpy())
+                        for name, a in acc.items():
+                            _record(a, graph.node(name), t, net_cum[name][k], act_cum[name][k], ann_acts[name])
+                        for name in probe:
+                            probe_sum[name][t] = probe_sum[name][t] + _channel_sum(net_cum[name][k] / t)
+                readout = cum[-1]
+                net_counts = {name: c[-1] for name, c in net_cum.items()}
+                act_counts = {name: c[-1] for name, c in act_cum.items()}
+                done += tc
+                bar.update(xb.shape[0] * tc)
+    bar.close()
+    result = SimulationResult(ts, {t: np.concatenate(v) for t, v in outputs.items()},
+                              softmax=net.output_softmax is not None and not net.output_softmax.log,
+                              log_softmax=net.output_softmax is not None and net.output_softmax.log,
+                              samples=n_samples)
+    if layer_stats:
+        result.layers = {name: _finish(a, n_samples, ts) for name, a in acc.items()}
+    for name in probe:
+        node = graph.node(name)
+        per_channel = int(np.prod(graph.shapes[name][1:])) if len(graph.shapes[name]) > 1 else 1
+        scale = np.asarray(node.scale, np.float64).reshape(-1)
+        result.probe[name] = {t: probe_sum[name][t] / (probe_count * per_channel) * scale for t in ts}
+    return result
+
+
+def _record(a: _LayerAccumulator, node: IF, t: int, net_count: torch.Tensor, act_count: torch.Tensor,
+            ann_act: torch.Tensor) -> None:
+    """Add one batch's figures at checkpoint t: rate from the net count, activity from |spikes|."""
+    scale = torch.as_tensor(node.scale, dtype=net_count.dtype, device=net_count.device)
+    scale = scale.reshape((-1,) + (1,) * (net_count.dim() - 2)) if scale.numel() > 1 else scale.reshape(())
+    a.spikes[t] = a.spikes.get(t, 0.0) + float(act_count.sum())
+    a.saturated[t] = a.saturated.get(t, 0.0) + float((net_count >= t).sum())
+    a.silent[t] = a.silent.get(t, 0.0) + float((act_count == 0).sum())
+    a.moments.setdefault(t, _Moments()).add(net_count / t * scale, ann_act)
+
+
+def _channel_sum(values: torch.Tensor) -> np.ndarray:
+    """Sum over batch and spatial positions, per channel (axis 1 of a batched tensor)."""
+    if values.dim() == 2:
+        return values.double().sum(0).cpu().numpy()
+    return values.double().sum(dim=(0, *range(2, values.dim()))).cpu().numpy()
+
+
+def _finish(a: _LayerAccumulator, n_samples: int, ts) -> dict:
+    total = a.neurons * n_samples
+    return {
+        "neurons": a.neurons,
+        "firing_rate": {str(t): a.spikes[t] / (total * t) for t in ts},
+        "saturated_fraction": {str(t): a.saturated[t] / total for t in ts},
+        "silent_fraction": {str(t): a.silent[t] / total for t in ts},
+        "pearson_r": {str(t): a.moments[t].pearson() for t in ts},
+        "relative_error": {str(t): a.moments[t].relative_error() for t in ts},
+        "sops_per_sample": {str(t): a.spikes[t] * a.sops_per_spike / n_samples for t in ts},
+    }

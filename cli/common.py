@@ -1,0 +1,187 @@
+"""Helpers shared by CLI sub-commands: model and data resolution, config flags, safe output folders."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+from ann2snn.config import ConversionConfig
+from ann2snn.data import Preprocessing, load_dataset, load_zoo_manifest, load_zoo_sample
+from ann2snn.errors import Ann2SnnError, DataError
+
+EXIT_OUTPUT_EXISTS = 7
+
+
+class OutputExistsError(Ann2SnnError):
+    exit_code = EXIT_OUTPUT_EXISTS
+
+
+def timesteps_arg(text: str) -> list[int]:
+    try:
+        ts = sorted({int(t) for t in text.split(",") if t.strip()})
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"timesteps must be comma-separated integers, got {text!r}") from None
+    if not ts or ts[0] < 1:
+        raise argparse.ArgumentTypeError(f"timesteps must be positive integers, got {text!r}")
+    return ts
+
+
+def add_config_arguments(p: argparse.ArgumentParser) -> None:
+    d = ConversionConfig()
+    g = p.add_argument_group("conversion")
+    g.add_argument("--norm", default=d.norm, help=f"threshold statistic: max, percentile:P, mmse (default {d.norm})")
+    g.add_argument("--granularity", choices=("channel", "layer"), default=d.granularity,
+                   help=f"one threshold per channel or per layer (default {d.granularity})")
+    g.add_argument("--v-init", default=str(d.v_init),
+                   help="initial membrane potential as a fraction of the threshold (0, 0.5) or auto (default auto)")
+    g.add_argument("--bias-correction", choices=("auto", "on", "off"), default="auto",
+                   help="light calibration of biases on calibration data (default auto)")
+    g.add_argument("--maxpool", choices=("pre_neuron", "cumulative", "spike"), default=d.maxpool,
+                   help=f"spiking max-pool mode (default {d.maxpool})")
+    g.add_argument("--signed", action="store_true", help="signed IF neurons (better at small T, slower)")
+    g.add_argument("--input-encoding", choices=("analog", "poisson"), default=d.input_encoding,
+                   help="analog constant current (default) or seeded Poisson spikes")
+    g.add_argument("--calibration-timesteps", type=int, default=d.calibration_timesteps,
+                   help=f"T used by mmse, bias correction and auto choices (default {d.calibration_timesteps})")
+    g.add_argument("--seed", type=int, default=d.seed, help="seed for every random choice (default 0)")
+    g.add_argument("--config", help="JSON file with ConversionConfig fields (flags given explicitly win)")
+
+
+def config_from_args(args) -> ConversionConfig:
+    base = {}
+    if getattr(args, "config", None):
+        try:
+            base = json.loads(Path(args.config).read_text())
+        except (OSError, ValueError) as e:
+            raise DataError(f"{args.config}: cannot read the config JSON: {e}") from None
+    v = args.v_init
+    fields = dict(base)
+    fields.update(norm=args.norm, granularity=args.granularity, maxpool=args.maxpool, signed=args.signed,
+                  input_encoding=args.input_encoding, calibration_timesteps=args.calibration_timesteps,
+                  seed=args.seed, v_init="auto" if v == "auto" else _float(v, "--v-init"),
+                  bias_correction={"auto": "auto", "on": True, "off": False}[args.bias_correction])
+    try:
+        return ConversionConfig.from_dict(fields)
+    except ValueError as e:
+        raise DataError(str(e)) from None
+
+
+def _float(text: str, flag: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise DataError(f"{flag}: expected a number or 'auto', got {text!r}") from None
+
+
+def add_data_arguments(p: argparse.ArgumentParser, *, data: bool) -> None:
+    g = p.add_argument_group("data (.npz with x/y or images/labels, or an IDX images file beside its labels)")
+    if data:
+        g.add_argument("--data", help="evaluation data (default for zoo models: the bundled 1,000 test images)")
+    g.add_argument("--calib", help="calibration data (default for zoo models: the bundled 1,000 training images)")
+    g.add_argument("--scale", type=float, help="multiply raw pixels by this (e.g. 0.00392156862745098 = 1/255)")
+    g.add_argument("--mean", help="subtract: a number or comma-separated per-channel values")
+    g.add_argument("--std", help="divide: a number or comma-separated per-channel values")
+    g.add_argument("--layout", choices=("NCHW", "NHWC"), help="the layout the model expects")
+    g.add_argument("--limit", type=int, help="use only the first N evaluation samples")
+
+
+def resolve_model(model: str) -> tuple[str, dict | None]:
+    """A model path, or a zoo model name/dir; returns (onnx path, zoo manifest or None)."""
+    p = Path(model)
+    if p.is_file():
+        manifest_path = p.parent / "manifest.json"
+        if manifest_path.is_file():
+            m = load_zoo_manifest(p.parent)
+            if Path(m["model_path"]).resolve() == p.resolve():
+                return str(p), m
+        return str(p), None
+    try:
+        m = load_zoo_manifest(model)
+    except DataError:
+        raise DataError(f"{model}: no such model file or zoo model") from None
+    return m["model_path"], m
+
+
+def _stat(text):
+    if text is None:
+        return None
+    vals = [float(v) for v in text.split(",")]
+    return vals[0] if len(vals) == 1 else tuple(vals)
+
+
+def preprocessing_from_args(args, manifest: dict | None, input_shape) -> Preprocessing:
+    base = manifest["preprocessing_obj"] if manifest else Preprocessing(channels=None)
+    d = base.to_dict()
+    for key, val in (("scale", args.scale), ("mean", _stat(args.mean)), ("std", _stat(args.std)),
+                     ("layout", args.layout)):
+        if val is not None:
+            d[key] = val
+    if d.get("channels") is None and input_shape is not None:
+        layout = d.get("layout", "NCHW")
+        d["channels"] = int(input_shape[0] if layout == "NCHW" else input_shape[-1])
+    return Preprocessing.from_dict(d)
+
+
+def load_images(path: str, pre: Preprocessing, what: str) -> tuple[np.ndarray, np.ndarray | None]:
+    x, y = load_dataset(path)
+    if x.dtype.kind == "f" and pre.scale == 1.0 and pre.mean == 0.0 and pre.std == 1.0 and x.ndim == 4:
+        return x.astype(np.float32), y  # already preprocessed
+    return pre.apply(x, name=f"{what} {path}"), y
+
+
+def calibration_and_data(args, manifest, input_shape, *, need_data: bool):
+    """(calib_x, (x, y) or None) from flags, falling back to a zoo model's bundled sample."""
+    pre = preprocessing_from_args(args, manifest, input_shape)
+    sample = load_zoo_sample(Path(manifest["model_path"]).parent) if manifest else None
+    if args.calib:
+        calib, _ = load_images(args.calib, pre, "calibration data")
+    elif sample is not None:
+        calib = sample.calib_x
+    else:
+        raise DataError("--calib is required for models outside the zoo")
+    data = None
+    if need_data:
+        if getattr(args, "data", None):
+            x, y = load_images(args.data, pre, "evaluation data")
+            if y is None:
+                raise DataError(f"{args.data}: evaluation data needs labels")
+            data = (x, y)
+        elif sample is not None:
+            data = (sample.test_x, sample.test_y)
+        if data is not None and args.limit:
+            data = (data[0][: args.limit], data[1][: args.limit])
+    return calib, data
+
+
+@contextmanager
+def output_dir(path: Path, force: bool):
+    """Yield a temp folder beside ``path``; on success it replaces ``path`` atomically, else it vanishes."""
+    path = Path(path)
+    if path.exists() and not force:
+        raise OutputExistsError(f"{path} exists; pass --force to replace it")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp", dir=path.parent))
+    try:
+        yield tmp
+        if path.exists():
+            old = path.with_name(f".{path.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(path, old)
+            os.replace(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def write_json(path: Path, obj) -> None:
+    path.write_text(json.dumps(obj, indent=1, default=lambda o: o.item() if hasattr(o, "item") else str(o)))
