@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ann2snn.config import ConversionConfig
-from ann2snn.errors import UnsupportedModelError
+from ann2snn.errors import DataError, UnsupportedModelError
 from ann2snn.ir import nodes as ir
 from ann2snn.ir.graph import Graph
 from ann2snn.ir.snn import IF, CumulativeGlobalMaxPool, CumulativeMaxPool2d
@@ -150,6 +150,9 @@ class _Builder:
         """Per-channel lambda of a spiking tensor (a scalar threshold is broadcast to all channels)."""
         c = self.plan.spiking[spiking_tensor]
         s = np.asarray(self.scales[spiking_tensor], np.float32).reshape(-1)
+        if s.size not in (1, c) or not np.all(np.isfinite(s)) or np.any(s <= 0):
+            raise DataError(f"threshold of '{spiking_tensor}' must be 1 or {c} finite positive value(s), "
+                            f"got {s.size} value(s), min {s.min() if s.size else 'n/a'}")
         return np.broadcast_to(s, (c,)).astype(np.float32) if s.size == 1 else s
 
     def divisor(self, tensor: str) -> np.ndarray | None:
