@@ -1,0 +1,489 @@
+"""NIR export of a converted ``SpikingNetwork`` (Neuromorphic Intermediate Representation, nir >= 1.0.6).
+
+Public functions: :func:`to_nir` (build a type-checked ``nir.NIRGraph``), :func:`export_nir` (write it
+atomically to an HDF5 ``.nir`` file and verify it reads back with type checking), :func:`check_nir` (the
+list of constraint violations, empty when the network can be exported) and :func:`nir_summary` (one
+row per node, for the CLI).
+
+Mapping (IR -> NIR; every node keeps its IR name, made HDF5- and torch-safe, see ``_NameSpace``):
+
+=============================== ===============================================================================
+graph input (C, H, W)           ``Input`` with the per-sample shape (no batch axis)
+Conv2d                          ``Conv2d(input_shape=(H, W), weight, stride, padding=(ph, pw), dilation,
+                                groups=1, bias)``; bias zeros when the IR has none. ``groups > 1`` is written
+                                as the equivalent block-diagonal dense conv: nir 1.0.x types a Conv2d input
+                                as ``weight.shape[1]`` channels, so a grouped conv fails ``nir.read``'s type
+                                check. Asymmetric pads have no NIR form -> violation.
+Dense                           ``Affine(weight, bias)``; ``Linear(weight)`` when the IR has no bias
+IF                              ``IF(r=1, v_threshold=1, v_reset=0)``, arrays of the full (C, H, W) shape
+AvgPool2d                       ``AvgPool2d(kernel, stride, padding)`` (NIR: SumPool then Scale 1/(kH*kW), so
+                                pads count, as torch's default). ``count_include_pad=False`` with pads: the
+                                same AvgPool2d + ``Scale(kH*kW / count)`` per output position (exact).
+                                Asymmetric pads, or ceil_mode changing the output size -> violation.
+GlobalAvgPool                   ``AvgPool2d`` with kernel = stride = (H, W)
+Flatten / Reshape to (N,)       ``Flatten(input_type=(C, H, W), start_dim=0)`` (NIR's default start_dim=1
+                                would keep C); nothing when the input is already 1-D
+ScaleShift                      ``Scale`` (scale broadcast to the full shape) when shift == 0; with a shift:
+                                ``Affine(diag(scale), shift)`` on a 1-D tensor, a 1x1 ``Conv2d`` with
+                                diag(scale) weights and bias = shift when both are per channel; else violation
+Add                             no node: NIR sums every edge that arrives at a node (nirtorch adds them), so
+                                each input of the Add gets an edge to every reader of the Add. An input that
+                                would arrive twice goes through a ``Scale(k)`` (NIR forbids duplicate edges).
+identity Reshape / Transpose    no node (edges pass through)
+graph output                    [``Scale(output unit)`` when the unit is not 1] -> ``I(r=1)`` -> ``Output``
+                                (``readout="integrator"``, default) or -> ``Output`` (``readout="current"``)
+=============================== ===============================================================================
+
+Not expressible (all reported together in one ``BackendConstraintError(backend="nir")``):
+MaxPool2d / CumulativeMaxPool2d / GlobalMaxPool / CumulativeGlobalMaxPool (NIR has no max; the cumulative
+max is stateful), Concat (no NIR node), Transpose other than the identity, Reshape other than a flatten,
+signed IF neurons (NIR's IF cannot emit -1), asymmetric pads, ceil_mode pools whose size differs from
+floor mode, spatially varying ScaleShift shifts, and any op that is not a spiking-graph op.
+
+Semantics the NIR primitives cannot carry, and how they are recorded. NIR is continuous time and its
+``IF`` resets *to* ``v_reset`` and fires on ``v > v_threshold``; ann2snn's IF is discrete time
+(``dt = 1``, ``v += r * I`` per step, no synaptic delay), fires on ``v >= 1`` and resets by *subtracting*
+1, and may start at ``v_init != 0``. The file keeps the exact, readable values (``v_threshold = 1``, which
+is one spike = lambda) and records the intent in metadata (graph: ``reset``, ``fire_condition``, ``dt``,
+``input_encoding``...; each IF node: ``v_init`` of the full shape, ``scale`` = lambda per channel,
+``reset``, ``fire_condition``). We do not nudge ``v_threshold`` to ``nextafter(1, 0)`` to make NIR's
+strict ``>`` coincide with ``>=``: that only holds in float32, and consumers that quantize thresholds
+(Loihi's ``vThMant``) or subtract the threshold on reset (Sinabs) would inherit the epsilon. ``>`` and
+``>=`` differ only when ``v`` lands exactly on 1.0; reset to zero instead of subtraction loses the
+residue and lowers rates, so a consumer should honour ``reset="subtract"`` (Sinabs' IAF and snnTorch's
+default already subtract). NIR asks backends not to rely on metadata; these entries are what a faithful
+consumer needs on top of the primitives, and nothing else is hidden there.
+
+Readout. ann2snn's readout integrates the output tensor: prediction = argmax of the accumulated output,
+estimate = accumulated output / T x output unit. With ``readout="integrator"`` this is part of the
+graph, not a convention: an ``I`` node (dv/dt = r I, r = 1) accumulates the output current, so the
+``Output`` at step T *is* the accumulated readout and its argmax the prediction, whatever dt a consumer
+picks (argmax is invariant to a positive scale). A leaky ``LI`` would forget early steps and is not what
+the simulator does. ``readout="current"`` ends with the per-step output current instead, for consumers
+without ``I`` (e.g. Speck); the consumer then sums it over time.
+"""
+
+from __future__ import annotations
+
+import keyword
+import logging
+import os
+import re
+import tempfile
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nir
+import numpy as np
+
+from ann2snn.errors import BackendConstraintError
+from ann2snn.ir import nodes as ir
+from ann2snn.ir.snn import IF, CumulativeGlobalMaxPool, CumulativeMaxPool2d
+
+log = logging.getLogger(__name__)
+
+BACKEND = "nir"
+READOUTS = ("integrator", "current")
+FIRE_CONDITION = "v >= v_threshold"
+RESET = "subtract"
+
+_WAY_OUT_MAX = ("convert a model that pools with AvgPool (e.g. the vgg_avgpool zoo model), or keep the network "
+                "in ann2snn's own format (SpikingNetwork.save / simulate)")
+_WAY_OUT_NATIVE = "keep the network in ann2snn's own format (SpikingNetwork.save / simulate)"
+
+Violation = tuple[str, str, str]
+
+
+# ---------------------------------------------------------------------------------------------- API
+
+
+def to_nir(net, *, readout: str = "integrator") -> nir.NIRGraph:
+    """The converted network as a type-checked ``nir.NIRGraph`` (see the module docstring for the mapping).
+
+    ``net``: a ``SpikingNetwork``. ``readout``: ``"integrator"`` (an ``I`` node accumulates the output, so
+    the graph's output is the readout itself) or ``"current"`` (the per-step output current).
+    Raises ``BackendConstraintError`` listing every node NIR cannot express, before building anything.
+    """
+    graph, violations = _Exporter(net, readout).run()
+    if violations:
+        raise BackendConstraintError(violations, backend=BACKEND)
+    return graph
+
+
+def check_nir(net, *, readout: str = "integrator") -> list[Violation]:
+    """Every (layer, problem, way out) that stops ``net`` from being exported to NIR; empty when it can be."""
+    return _Exporter(net, readout).run()[1]
+
+
+def export_nir(net, path: str | os.PathLike, *, overwrite: bool = False, readout: str = "integrator") -> Path:
+    """Write ``net`` as a NIR HDF5 file and return its path.
+
+    The graph is built and validated first (``BackendConstraintError`` before anything is written), then
+    written to a temporary file in the target directory, read back with ``nir.read`` (type checking on),
+    and moved into place with ``os.replace``: readers never see a partial file and a failure leaves an old
+    file untouched. An existing ``path`` raises ``FileExistsError`` unless ``overwrite=True``.
+    """
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} exists (pass overwrite=True / --force to replace it)")
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} is a directory; give a file name such as model.nir")
+    graph = to_nir(net, readout=readout)
+    directory = path.parent if str(path.parent) else Path(".")
+    directory.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    os.close(fd)
+    try:
+        nir.write(tmp_name, graph)
+        nir.read(tmp_name, type_check=True)  # the file must be readable by every nir-based importer
+        with open(tmp_name, "rb") as fh:  # make the bytes durable before the rename publishes them
+            os.fsync(fh.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        try:
+            os.unlink(tmp_name)
+        except FileNotFoundError:
+            pass
+        raise
+    log.info("wrote NIR graph with %d nodes and %d edges to %s", len(graph.nodes), len(graph.edges), path)
+    return path
+
+
+def nir_summary(graph: nir.NIRGraph) -> list[tuple[str, str, tuple[tuple[int, ...] | None, tuple[int, ...] | None]]]:
+    """One row per node in data-flow order: (name, NIR type, (input shape, output shape))."""
+    return [(name, type(node).__name__, (_type_shape(node.input_type), _type_shape(node.output_type)))
+            for name, node in ((k, graph.nodes[k]) for k in _flow_order(graph))]
+
+
+# ---------------------------------------------------------------------------------------------- internals
+
+
+def _type_shape(types) -> tuple[int, ...] | None:
+    if not isinstance(types, dict) or not types:
+        return None
+    v = next(iter(types.values()))
+    return None if v is None else tuple(int(d) for d in np.asarray(v).reshape(-1))
+
+
+def _flow_order(graph: nir.NIRGraph) -> list[str]:
+    """Node names sorted topologically along the edges (Kahn, stable in insertion order)."""
+    names = list(graph.nodes)
+    indeg = {n: 0 for n in names}
+    succ: dict[str, list[str]] = {n: [] for n in names}
+    for a, b in graph.edges:
+        if a in succ and b in indeg:
+            succ[a].append(b)
+            indeg[b] += 1
+    ready = [n for n in names if indeg[n] == 0]
+    order: list[str] = []
+    while ready:
+        n = ready.pop(0)
+        order.append(n)
+        for m in succ[n]:
+            indeg[m] -= 1
+            if indeg[m] == 0:
+                ready.append(m)
+    return order + [n for n in names if n not in order]  # nodes on cycles (never produced here) last
+
+
+class _NameSpace:
+    """Unique node names that survive HDF5 (no '/'), nirtorch (no '.') and Python identifiers."""
+
+    def __init__(self):
+        self.used: set[str] = set()
+
+    def take(self, wanted: str) -> str:
+        base = re.sub(r"\W", "_", wanted) or "node"
+        if base[0].isdigit() or keyword.iskeyword(base):
+            base = f"n_{base}"
+        name, i = base, 1
+        while name in self.used:
+            name = f"{base}_{i}"
+            i += 1
+        self.used.add(name)
+        return name
+
+
+def _f32(a) -> np.ndarray:
+    return np.ascontiguousarray(np.asarray(a, dtype=np.float32))
+
+
+def _pair(v) -> np.ndarray:
+    return np.asarray([int(v[0]), int(v[1])], dtype=np.int64)
+
+
+def _meta_value(v):
+    """Metadata values nir.write can store (no None, no lists of strings)."""
+    if v is None:
+        return "none"
+    if isinstance(v, (bool, int, float, str, np.ndarray, np.generic)):
+        return v
+    if isinstance(v, dict):
+        return {str(k): _meta_value(x) for k, x in v.items()}
+    return str(v)
+
+
+@dataclass
+class _Exporter:
+    net: object
+    readout: str
+    names: _NameSpace = field(default_factory=_NameSpace)
+    nodes: dict[str, nir.NIRNode] = field(default_factory=dict)
+    edges: list[tuple[str, str]] = field(default_factory=list)
+    # IR tensor -> NIR nodes whose outputs sum to it (several after an Add, none is impossible)
+    sources: dict[str, list[str]] = field(default_factory=dict)
+    violations: list[Violation] = field(default_factory=list)
+    out_shape: dict[str, tuple[int, ...]] = field(default_factory=dict)  # NIR node -> per-sample output shape
+
+    def run(self) -> tuple[nir.NIRGraph | None, list[Violation]]:
+        if self.readout not in READOUTS:
+            raise ValueError(f"readout={self.readout!r} (allowed: {', '.join(READOUTS)})")
+        g = self.net.graph
+        self.shapes = g.shapes
+        ir_names = {n.name: self.names.take(n.name) for n in g.nodes}
+        for spec in g.inputs:
+            name = self.names.take(spec.name)
+            self.nodes[name] = nir.Input(input_type=np.asarray(spec.shape, dtype=np.int64),
+                                         metadata={"ir_name": spec.name})
+            self.out_shape[name] = tuple(spec.shape)
+            self.sources[spec.name] = [name]
+        self.ir_names = ir_names
+        for n in g.nodes:
+            self._node(n)
+        if self.violations:
+            return None, list(self.violations)
+        for out in g.outputs:
+            self._readout(out, multiple=len(g.outputs) > 1)
+        graph = nir.NIRGraph(nodes=self.nodes, edges=self.edges, metadata=self._graph_metadata(),
+                             type_check=True)
+        return graph, []
+
+    # ------------------------------------------------------------------ helpers
+
+    def _violation(self, n: ir.Node, problem: str, way_out: str) -> None:
+        self.violations.append((n.name, f"{type(n).__name__}: {problem}", way_out))
+
+    def _add(self, name: str, node: nir.NIRNode, inputs: list[str], shape) -> None:
+        self.nodes[name] = node
+        self.out_shape[name] = tuple(shape)
+        self._connect(inputs, name)
+
+    def _connect(self, srcs: list[str], dst: str) -> None:
+        """Edges from every source into ``dst``; a source that would arrive k > 1 times goes through Scale(k)."""
+        for src, k in Counter(srcs).items():
+            if k > 1:
+                mult = self.names.take(f"{src}_times{k}")
+                shape = self.out_shape[src]
+                self.nodes[mult] = nir.Scale(scale=np.full(shape, float(k), np.float32),
+                                             metadata={"note": f"fan-in of one source {k} times"})
+                self.out_shape[mult] = shape
+                self.edges.append((src, mult))
+                src = mult
+            self.edges.append((src, dst))
+
+    def _inputs_of(self, n: ir.Node) -> list[str]:
+        return [s for i in n.inputs for s in self.sources.get(i, ())]  # none after a violation
+
+    def _single(self, n: ir.Node, node: nir.NIRNode, extra_meta: dict | None = None) -> None:
+        """Emit ``node`` for IR node ``n`` (named after it) reading n's inputs."""
+        name = self.ir_names[n.name]
+        node.metadata = {"ir_name": n.name, **(extra_meta or {})}
+        self._add(name, node, self._inputs_of(n), self.shapes[n.name])
+        self.sources[n.name] = [name]
+
+    # ------------------------------------------------------------------ one IR node
+
+    def _node(self, n: ir.Node) -> None:
+        shape_in = self.shapes[n.inputs[0]] if n.inputs else ()
+        shape_out = self.shapes[n.name]
+        if isinstance(n, IF):
+            self._if(n, shape_out)
+        elif isinstance(n, ir.Conv2d):
+            self._conv(n, shape_in)
+        elif isinstance(n, ir.Dense):
+            if n.bias is None:
+                self._single(n, nir.Linear(weight=_f32(n.weight)))
+            else:
+                self._single(n, nir.Affine(weight=_f32(n.weight), bias=_f32(n.bias)))
+        elif isinstance(n, (CumulativeMaxPool2d, CumulativeGlobalMaxPool, ir.MaxPool2d, ir.GlobalMaxPool)):
+            self._violation(n, "NIR has no max-pooling node (and the rate-exact cumulative max is stateful)",
+                            _WAY_OUT_MAX)
+        elif isinstance(n, ir.AvgPool2d):
+            self._avgpool(n, shape_in, shape_out)
+        elif isinstance(n, ir.GlobalAvgPool):
+            hw = _pair(shape_in[1:])
+            self._single(n, nir.AvgPool2d(kernel_size=hw, stride=hw.copy(), padding=_pair((0, 0))))
+        elif isinstance(n, ir.ScaleShift):
+            self._scale_shift(n, shape_out)
+        elif isinstance(n, ir.Add):
+            self.sources[n.name] = self._inputs_of(n)  # NIR sums the edges arriving at each reader
+        elif isinstance(n, ir.Concat):
+            self._violation(n, "NIR has no concatenation node",
+                            "use a model without channel concatenation (Inception/DenseNet-style blocks), or "
+                            + _WAY_OUT_NATIVE)
+        elif isinstance(n, (ir.Flatten, ir.Reshape)):
+            self._reshape(n, shape_in, shape_out)
+        elif isinstance(n, ir.Transpose):
+            if tuple(n.perm) == tuple(range(len(n.perm))) or shape_in == shape_out and _moves_unit_axes(n, shape_in):
+                self.sources[n.name] = self._inputs_of(n)
+            else:
+                self._violation(n, f"NIR has no transpose (perm {list(n.perm)})",
+                                "export the model in NCHW layout so that no transpose remains, or "
+                                + _WAY_OUT_NATIVE)
+        else:
+            self._violation(n, "not an op of a converted spiking graph", _WAY_OUT_NATIVE)
+
+    def _if(self, n: IF, shape) -> None:
+        if n.signed:
+            self._violation(n, "signed IF neurons emit -1 spikes, which NIR's IF cannot",
+                            "convert with ConversionConfig(signed=False)")
+            return
+        v0 = np.asarray(n.v_init, np.float32)
+        v0 = v0.reshape((-1,) + (1,) * (len(shape) - 1)) if v0.size > 1 else v0.reshape(())
+        meta = {"reset": RESET, "fire_condition": FIRE_CONDITION,
+                "v_init": _f32(np.broadcast_to(v0, shape)), "scale": _f32(n.scale).reshape(-1)}
+        self._single(n, nir.IF(r=np.ones(shape, np.float32), v_threshold=np.ones(shape, np.float32),
+                               v_reset=np.zeros(shape, np.float32)), meta)
+
+    def _conv(self, n: ir.Conv2d, shape_in) -> None:
+        t, l, b, r = n.padding
+        if t != b or l != r:
+            self._violation(n, f"asymmetric padding {list(n.padding)} (top, left, bottom, right); NIR pads "
+                               "both sides equally", "re-export the model with symmetric padding (PyTorch "
+                               "style, not TF 'SAME' with an even kernel or stride 2), or " + _WAY_OUT_NATIVE)
+            return
+        weight = _f32(n.weight)
+        meta = {}
+        if n.groups != 1:
+            weight = _ungroup(weight, n.groups)
+            meta["groups_expanded_from"] = int(n.groups)
+        bias = _f32(n.bias) if n.bias is not None else np.zeros(weight.shape[0], np.float32)
+        self._single(n, nir.Conv2d(input_shape=_pair(shape_in[1:]), weight=weight, stride=_pair(n.stride),
+                                   padding=_pair((t, l)), dilation=_pair(n.dilation), groups=1, bias=bias), meta)
+
+    def _avgpool(self, n: ir.AvgPool2d, shape_in, shape_out) -> None:
+        t, l, b, r = n.padding
+        if t != b or l != r:
+            self._violation(n, f"asymmetric padding {list(n.padding)}; NIR pads both sides equally",
+                            "re-export the model with symmetric pooling pads, or " + _WAY_OUT_NATIVE)
+            return
+        c, h, w = shape_in
+        floor = tuple((size + 2 * p - k) // s + 1 for size, p, k, s in zip((h, w), (t, l), n.kernel, n.stride))
+        if floor != tuple(shape_out[1:]):
+            self._violation(n, f"ceil_mode gives a {shape_out[1]}x{shape_out[2]} output; NIR pools in floor mode "
+                               f"({floor[0]}x{floor[1]})", "re-export the model with ceil_mode=False, or "
+                               + _WAY_OUT_NATIVE)
+            return
+        pool = nir.AvgPool2d(kernel_size=_pair(n.kernel), stride=_pair(n.stride), padding=_pair((t, l)))
+        if not (t or l) or n.count_include_pad:
+            self._single(n, pool)
+            return
+        # NIR's AvgPool divides by kH*kW (pads count); rescale each position to divide by its real cells
+        name = self.ir_names[n.name]
+        pool.metadata = {"ir_name": n.name, "note": "followed by a Scale: count_include_pad=False"}
+        self._add(name, pool, self._inputs_of(n), shape_out)
+        ones = np.pad(np.ones((h, w), np.float32), ((t, t), (l, l)))
+        win = np.lib.stride_tricks.sliding_window_view(ones, tuple(n.kernel))[::n.stride[0], ::n.stride[1]]
+        count = win.sum(axis=(-2, -1))[: shape_out[1], : shape_out[2]]
+        scale = np.broadcast_to((n.kernel[0] * n.kernel[1]) / count, shape_out)
+        fix = self.names.take(f"{n.name}_count")
+        self._add(fix, nir.Scale(scale=_f32(scale), metadata={"ir_name": n.name,
+                                                               "note": "kH*kW / cells inside the input"}), [name],
+                  shape_out)
+        self.sources[n.name] = [fix]
+
+    def _scale_shift(self, n: ir.ScaleShift, shape) -> None:
+        scale = np.broadcast_to(np.asarray(n.scale, np.float32), shape)
+        shift = np.broadcast_to(np.asarray(n.shift, np.float32), shape)
+        if not np.any(shift):
+            self._single(n, nir.Scale(scale=_f32(scale)))
+        elif len(shape) == 1:
+            self._single(n, nir.Affine(weight=_f32(np.diag(scale)), bias=_f32(shift)),
+                         {"note": "ScaleShift as a diagonal Affine"})
+        elif len(shape) == 3 and _per_channel(scale) and _per_channel(shift):
+            c = shape[0]
+            weight = np.diag(scale[:, 0, 0]).reshape(c, c, 1, 1)
+            self._single(n, nir.Conv2d(input_shape=_pair(shape[1:]), weight=_f32(weight), stride=_pair((1, 1)),
+                                       padding=_pair((0, 0)), dilation=_pair((1, 1)), groups=1,
+                                       bias=_f32(shift[:, 0, 0])), {"note": "ScaleShift as a diagonal 1x1 conv"})
+        else:
+            self._violation(n, f"a shift with a scale or shift that varies inside a channel of a {shape} tensor "
+                               "has no NIR form",
+                            "fold the constant into the neighbouring conv before converting, or " + _WAY_OUT_NATIVE)
+
+    def _reshape(self, n: ir.Node, shape_in, shape_out) -> None:
+        if tuple(shape_in) == tuple(shape_out):
+            self.sources[n.name] = self._inputs_of(n)
+        elif len(shape_out) == 1:
+            self._single(n, nir.Flatten(input_type=np.asarray(shape_in, np.int64), start_dim=0, end_dim=-1))
+        else:
+            self._violation(n, f"reshape {shape_in} -> {shape_out} is not a flatten; NIR has only Flatten",
+                            "reshape only to (N,) (flatten) in the model, or " + _WAY_OUT_NATIVE)
+
+    # ------------------------------------------------------------------ readout and metadata
+
+    def _readout(self, out: str, multiple: bool) -> None:
+        shape = tuple(self.shapes[out])
+        srcs = self.sources[out]
+        suffix = f"_{out}" if multiple else ""
+        unit = np.broadcast_to(np.asarray(self.net.output_units.get(out, 1.0), np.float32), shape)
+        if not np.all(unit == 1.0):
+            name = self.names.take(f"readout_unit{suffix}")
+            self._add(name, nir.Scale(scale=_f32(unit), metadata={"note": "ANN value of one output unit"}), srcs,
+                      shape)
+            srcs = [name]
+        if self.readout == "integrator":
+            name = self.names.take(f"readout{suffix}")
+            self._add(name, nir.I(r=np.ones(shape, np.float32), metadata={
+                "note": "accumulates the output; prediction = argmax at the last step, estimate = value / T"}),
+                srcs, shape)
+            srcs = [name]
+        name = self.names.take(f"output{suffix}")
+        self._add(name, nir.Output(output_type=np.asarray(shape, np.int64), metadata={"ir_name": out}), srcs, shape)
+
+    def _graph_metadata(self) -> dict:
+        net = self.net
+        cfg = net.config
+        sm = net.output_softmax
+        from ann2snn import __version__
+
+        meta = {
+            "producer": "ann2snn", "producer_version": __version__, "name": net.graph.name,
+            "neuron_model": "IF in normalized units: per step v += r*I (r=1, dt=1, no synaptic delay); spike 1 "
+                            "when v >= v_threshold (=1); then v -= v_threshold (reset by subtraction)",
+            "reset": RESET, "fire_condition": FIRE_CONDITION, "dt": 1.0,
+            "v_init": cfg.v_init if isinstance(cfg.v_init, str) else float(cfg.v_init),
+            "v_init_note": "IF nodes start at their metadata v_init (threshold units), not at 0",
+            "input_encoding": cfg.input_encoding, "input_unit": float(net.input_unit),
+            "input_note": ("present the same input x at every step (constant current)" if cfg.input_encoding ==
+                           "analog" else "feed Poisson spikes: P(spike)=|x|/input_unit per step, value sign(x)"),
+            "readout": self.readout,
+            "prediction": "argmax of the output accumulated over T steps" + (
+                " (the I node accumulates it)" if self.readout == "integrator" else " (sum the output over time)"),
+            "output_softmax": "none" if sm is None else ("log_softmax" if sm.log else "softmax"),
+        }
+        return _meta_value(meta)
+
+
+def _ungroup(weight: np.ndarray, groups: int) -> np.ndarray:
+    """(C_out, C_in/g, kH, kW) grouped weights -> the equivalent dense (C_out, C_in, kH, kW), zeros elsewhere."""
+    co, cig = weight.shape[:2]
+    full = np.zeros((co, cig * groups) + weight.shape[2:], np.float32)
+    per_group = co // groups
+    for o in range(co):
+        g = o // per_group
+        full[o, g * cig:(g + 1) * cig] = weight[o]
+    return full
+
+
+def _per_channel(a: np.ndarray) -> bool:
+    """True if a (C, H, W) array is constant over H and W."""
+    flat = a.reshape(a.shape[0], -1)
+    return bool(np.all(flat == flat[:, :1]))
+
+
+def _moves_unit_axes(n: ir.Transpose, shape_in) -> bool:
+    """A transpose that only moves size-1 axes keeps the memory order (a reshape in disguise)."""
+    moved = [p for p in n.perm if shape_in[p] != 1]
+    return moved == sorted(moved)
