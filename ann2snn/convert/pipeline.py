@@ -105,8 +105,10 @@ def bias_correct(net: SpikingNetwork, x: np.ndarray, timesteps: int, progress=Fa
         if src is None:
             log.debug("bias correction: no biased linear op feeds %s; skipped", name)
             continue
-        current = replace(net, graph=graph)
-        res = current.simulate(x, [timesteps], probe=[name], time_chunk=8)
+        # only the layers up to this one matter: simulate that prefix of the graph
+        prefix = _prefix_graph(graph, name)
+        current = replace(net, graph=prefix, output_units={name: np.ones(1, np.float32)})
+        res = current.simulate(x, [timesteps], probe=[name])
         snn_mean = res.probe[name][timesteps]
         lam = np.asarray(net.scales[name], np.float32).reshape(-1)
         delta = (snn_mean - ann_means[name]) / lam  # normalized units: lambda is 1 after weight scaling
@@ -118,6 +120,18 @@ def bias_correct(net: SpikingNetwork, x: np.ndarray, timesteps: int, progress=Fa
         bias = (src.bias if src.bias is not None else np.zeros(c_out, np.float32)) - delta.astype(np.float32)
         graph = graph.with_nodes([replace(n, bias=bias) if n.name == src.name else n for n in graph.nodes])
     return replace(net, graph=graph, info=dict(net.info, bias_correction=True))
+
+
+def _prefix_graph(graph: Graph, tensor: str) -> Graph:
+    """The part of ``graph`` that ``tensor`` depends on, with ``tensor`` as its output."""
+    needed, stack = set(), [tensor]
+    while stack:
+        t = stack.pop()
+        if t in needed or t not in graph.node_by_name:
+            continue
+        needed.add(t)
+        stack.extend(graph.node(t).inputs)
+    return replace(graph, nodes=tuple(n for n in graph.nodes if n.name in needed), outputs=(tensor,))
 
 
 def _channel_mean(a: np.ndarray) -> np.ndarray:

@@ -1,6 +1,9 @@
-"""ONNX frontend: ``load_onnx`` reads a model into the IR; converters live in ``ops/``, one file per family."""
+"""ONNX frontend: ``load_onnx`` reads a model into the IR; ``inspect_onnx`` reports, per node, what it becomes.
 
-from ann2snn.frontend.importer import load_onnx
+Converters live in ``ops/``, one file per op family, registered in ``registry``.
+"""
+
+from ann2snn.frontend.importer import ImportReport, NodeRow, inspect_onnx, load_onnx
 from ann2snn.frontend.safety import LoadLimits
 
-__all__ = ["LoadLimits", "load_onnx"]
+__all__ = ["ImportReport", "LoadLimits", "NodeRow", "inspect_onnx", "load_onnx"]

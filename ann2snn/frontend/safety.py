@@ -32,7 +32,7 @@ _ITEMSIZE = {
 class LoadLimits:
     max_model_bytes: int = 2 * 1024**3 - 1  # protobuf's own hard limit
     max_tensor_bytes: int = 1024**3
-    max_total_bytes: int = 4 * 1024**3
+    max_total_bytes: int = 4 * 1024**3  # all tensors of the model together (checked by the importer)
 
 
 def load_model_proto(model, limits: LoadLimits) -> tuple[onnx.ModelProto, str, Path | None]:
@@ -59,7 +59,8 @@ def load_model_proto(model, limits: LoadLimits) -> tuple[onnx.ModelProto, str, P
     return proto, str(path), path.resolve().parent
 
 
-def _declared_bytes(tp: TensorProto, where: str) -> int:
+def declared_bytes(tp: TensorProto, where: str) -> int:
+    """Bytes a tensor's dims and data type declare (checked before anything is allocated)."""
     if any(d < 0 for d in tp.dims):
         raise InvalidModelError(f"{where}: tensor '{tp.name}' has a negative dimension {list(tp.dims)}")
     if tp.data_type not in _ITEMSIZE:
@@ -96,13 +97,19 @@ def _external_bytes(tp: TensorProto, base_dir: Path | None, where: str, nbytes: 
         return f.read(length)
 
 
-def tensor_to_array(tp: TensorProto, base_dir: Path | None, limits: LoadLimits, where: str) -> np.ndarray:
-    """Decode a TensorProto after checking its declared size; float16/bfloat16/double become float32."""
-    nbytes = _declared_bytes(tp, where)
+def checked_size(tp: TensorProto, limits: LoadLimits, where: str) -> int:
+    """The declared size of a tensor, refused (before anything is allocated) when over the per-tensor limit."""
+    nbytes = declared_bytes(tp, where)
     if nbytes > limits.max_tensor_bytes:
         raise InvalidModelError(
             f"{where}: tensor '{tp.name}' declares {nbytes} bytes, over the {limits.max_tensor_bytes}-byte limit"
         )
+    return nbytes
+
+
+def tensor_to_array(tp: TensorProto, base_dir: Path | None, limits: LoadLimits, where: str) -> np.ndarray:
+    """Decode a TensorProto after checking its declared size; float16/bfloat16/double become float32."""
+    nbytes = checked_size(tp, limits, where)
     if tp.data_location == TensorProto.EXTERNAL:
         raw = _external_bytes(tp, base_dir, where, nbytes)
         tp = TensorProto.FromString(tp.SerializeToString())
@@ -119,4 +126,6 @@ def tensor_to_array(tp: TensorProto, base_dir: Path | None, limits: LoadLimits, 
         raise InvalidModelError(f"{where}: tensor '{tp.name}' cannot be decoded: {e}") from None
     if arr.dtype in (np.float16, np.float64) or arr.dtype.name == "bfloat16":
         arr = arr.astype(np.float32)
+    elif not arr.flags.writeable:  # arrays over protobuf bytes are read-only; torch warns about those
+        arr = arr.copy()
     return arr

@@ -17,6 +17,8 @@ def relu(ctx, node, x):
 
 
 def _clip_to_relu(ctx, x, lo, hi):
+    if isinstance(x, Constant):
+        return Constant(np.clip(x.value, -np.inf if lo is None else lo, np.inf if hi is None else hi))
     if lo is None or abs(lo) > 0:
         raise ctx.unsupported(f"Clip with min {lo} is not a ReLU; only min 0 (ReLU6, clipped ReLU) converts")
     if hi is not None and not hi > 0:
