@@ -21,6 +21,7 @@ import json
 import logging
 import math
 import os
+import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -98,6 +99,21 @@ def _read_exact(f, n: int, path: Path, what: str) -> bytes:
     return data
 
 
+def _read_upto(f, limit: int, path: Path, chunk: int = 1 << 22) -> bytes:
+    """Read at most ``limit`` bytes in chunks, so a forged size never allocates more than the file holds."""
+    parts, got = [], 0
+    try:
+        while got < limit:
+            block = f.read(min(chunk, limit - got))
+            if not block:
+                break
+            parts.append(block)
+            got += len(block)
+    except (EOFError, gzip.BadGzipFile, zlib.error, OSError) as e:
+        raise DataError(f"{path}: corrupt or truncated gzip stream in the IDX data ({e})") from None
+    return b"".join(parts)
+
+
 def read_idx(path: PathLike) -> np.ndarray:
     """Read one IDX file (gzipped or raw) into a native-endian numpy array.
 
@@ -123,10 +139,7 @@ def read_idx(path: PathLike) -> np.ndarray:
             raise DataError(f"{p}: IDX header declares an empty array, dimensions {dims}")
         dtype = _IDX_DTYPES[type_byte]
         nbytes = math.prod(dims) * dtype.itemsize
-        try:
-            payload = f.read(nbytes + 1)
-        except (EOFError, gzip.BadGzipFile, zlib.error, OSError) as e:
-            raise DataError(f"{p}: corrupt or truncated gzip stream in the IDX data ({e})") from None
+        payload = _read_upto(f, nbytes + 1, p)
     if len(payload) < nbytes:
         raise DataError(
             f"{p}: truncated: IDX header declares dimensions {dims} of {dtype.name} = {nbytes} bytes, "
@@ -201,7 +214,7 @@ def _open_npz(p: Path):
         raise DataError(f"{p}: file not found") from None
     except IsADirectoryError:
         raise DataError(f"{p}: is a directory, expected a .npz file") from None
-    except (ValueError, OSError, EOFError) as e:
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
         raise DataError(f"{p}: not a readable .npz file ({e})") from None
 
 
@@ -526,8 +539,9 @@ def _safe_sibling(base: Path, rel: str, manifest: Path, key: str) -> Path:
 def load_zoo_manifest(name_or_dir: PathLike, zoo_root: PathLike | None = None) -> dict[str, Any]:
     """Read and validate a zoo model's ``manifest.json``.
 
-    Adds two resolved paths: ``model_path`` (in the model's directory) and ``sample_path`` (the
-    model's directory, else the zoo root -- the sample file is shared by every model).
+    Returns the manifest dict plus three resolved entries: ``model_path`` (str, in the model's
+    directory), ``sample_path`` (str: the model's directory, else the zoo root -- the sample file is
+    shared by every model) and ``preprocessing_obj`` (the validated :class:`Preprocessing`).
     """
     d = zoo_model_dir(name_or_dir, zoo_root)
     mpath = d / "manifest.json"

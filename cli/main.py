@@ -9,15 +9,16 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 
 from ann2snn.errors import Ann2SnnError
 
-_COMMANDS = ("inspect", "ops", "convert", "evaluate")
+_COMMANDS = ("inspect", "ops", "convert", "evaluate", "tune")
 
 EXIT_HELP = """exit codes:
   0  success
-  1  other ann2snn error
+  1  other ann2snn error, or a file system error (permissions, missing folder, disk full)
   2  bad command-line usage
   3  invalid or unsafe model file (InvalidModelError)
   4  unsupported ops in the model (UnsupportedModelError)
@@ -70,6 +71,15 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("ann2snn: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # output piped into e.g. `head`, which closed early: not an error of ours
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except OSError as e:  # the file system refused (permissions, missing folder, disk full): one line, no traceback
+        if args.debug:
+            raise
+        print(f"ann2snn: error: {e}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

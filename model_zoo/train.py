@@ -19,15 +19,20 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import random
 import sys
 import time
 from collections import Counter
 from pathlib import Path
 
-import numpy as np
-import torch
-from torch import nn
+# Sleep instead of spinning in OpenMP barriers: on a shared, oversubscribed CPU spinning threads slow
+# training down many times over. It changes no numerics. Must be set before torch loads libgomp.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
 
 try:
     from ann2snn.data import FASHION_MNIST_CLASSES, FASHION_MNIST_ROOT, Preprocessing, load_fashion_mnist
@@ -117,14 +122,18 @@ def resnet_small() -> nn.Module:
     return ResNetSmall()
 
 
+def conv_bn_relu(cin: int, cout: int, k: int) -> list[nn.Module]:
+    return [nn.Conv2d(cin, cout, k, padding=k // 2, bias=False), nn.BatchNorm2d(cout), nn.ReLU()]
+
+
 class InceptionBlock(nn.Module):
-    """Three parallel conv branches (1x1 | 1x1->3x3 | 1x1->5x5), each ReLU, concatenated on channels."""
+    """Three parallel conv branches (1x1 | 1x1->3x3 | 1x1->5x5), each Conv-BN-ReLU, concatenated on channels."""
 
     def __init__(self, cin: int, c1: int, c3r: int, c3: int, c5r: int, c5: int):
         super().__init__()
-        self.b1 = nn.Sequential(nn.Conv2d(cin, c1, 1), nn.ReLU())
-        self.b3 = nn.Sequential(nn.Conv2d(cin, c3r, 1), nn.ReLU(), nn.Conv2d(c3r, c3, 3, padding=1), nn.ReLU())
-        self.b5 = nn.Sequential(nn.Conv2d(cin, c5r, 1), nn.ReLU(), nn.Conv2d(c5r, c5, 5, padding=2), nn.ReLU())
+        self.b1 = nn.Sequential(*conv_bn_relu(cin, c1, 1))
+        self.b3 = nn.Sequential(*conv_bn_relu(cin, c3r, 1), *conv_bn_relu(c3r, c3, 3))
+        self.b5 = nn.Sequential(*conv_bn_relu(cin, c5r, 1), *conv_bn_relu(c5r, c5, 5))
         self.out_channels = c1 + c3 + c5
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -134,7 +143,7 @@ class InceptionBlock(nn.Module):
 class InceptionConcat(nn.Module):
     def __init__(self):
         super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2))  # 16x14x14
+        self.stem = nn.Sequential(*conv_bn_relu(1, 16, 3), nn.MaxPool2d(2))                   # 16x14x14
         self.inc1 = InceptionBlock(16, 16, 16, 24, 8, 8)                                       # 48x14x14
         self.pool1 = nn.MaxPool2d(2)                                                           # 48x7x7
         self.inc2 = InceptionBlock(48, 24, 24, 32, 8, 8)                                       # 64x7x7
@@ -168,8 +177,8 @@ MODELS = {
     ),
     "inception_concat": (
         inception_concat, 8,
-        "Inception-style: stem Conv3x3(16)-ReLU-MaxPool2, 2 inception blocks (parallel 1x1 | 1x1->3x3 | "
-        "1x1->5x5 conv branches with ReLU, channel Concat) separated by MaxPool2, AvgPool2, Flatten, Linear(576,10).",
+        "Inception-style: stem Conv3x3(16)-BN-ReLU-MaxPool2, 2 inception blocks (parallel 1x1 | 1x1->3x3 | "
+        "1x1->5x5 Conv-BN-ReLU branches, channel Concat) separated by MaxPool2, AvgPool2, Flatten, Linear(576,10).",
     ),
 }
 
