@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import numbers
 from dataclasses import dataclass, field
 
 _NORM_FORMS = "max, percentile:P (0<P<=100), mmse"
@@ -46,7 +47,9 @@ class ConversionConfig:
 
     def __post_init__(self):
         problems = []
-        if not (self.norm in ("max", "mmse") or self.norm.startswith("percentile:")):
+        if not isinstance(self.norm, str):
+            problems.append(f"norm={self.norm!r} (allowed: {_NORM_FORMS})")
+        elif not (self.norm in ("max", "mmse") or self.norm.startswith("percentile:")):
             problems.append(f"norm={self.norm!r} (allowed: {_NORM_FORMS})")
         elif self.norm.startswith("percentile:"):
             try:
@@ -67,8 +70,16 @@ class ConversionConfig:
             problems.append(f"input_encoding={self.input_encoding!r} (allowed: analog, poisson)")
         if not isinstance(self.calibration_timesteps, int) or self.calibration_timesteps < 1:
             problems.append(f"calibration_timesteps={self.calibration_timesteps!r} must be a positive int")
-        if not 0 < self.holdout_fraction < 1:
+        if not isinstance(self.holdout_fraction, numbers.Real) or not 0 < self.holdout_fraction < 1:
             problems.append(f"holdout_fraction={self.holdout_fraction!r} must be in (0, 1)")
+        for name in ("calibration_batch_size", "bias_correction_samples"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1:
+                problems.append(f"{name}={v!r} must be a positive int")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, numbers.Integral) or self.seed < 0:
+            problems.append(f"seed={self.seed!r} must be a non-negative int")
+        if self.signed not in (True, False):
+            problems.append(f"signed={self.signed!r} must be true or false")
         if problems:
             raise ValueError("invalid ConversionConfig: " + "; ".join(problems))
 

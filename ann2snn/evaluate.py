@@ -140,7 +140,12 @@ def evaluate(model, data, calibration=None, timesteps=DEFAULT_TIMESTEPS, *,
 def _check_data(data) -> tuple[np.ndarray, np.ndarray]:
     if not isinstance(data, (tuple, list)) or len(data) != 2:
         raise DataError("data must be a pair (x, y) of images and integer labels")
-    x, y = np.asarray(data[0]), np.asarray(data[1])
+    try:
+        x, y = np.asarray(data[0]), np.asarray(data[1])
+    except (ValueError, TypeError) as e:  # ragged nested lists
+        raise DataError(f"evaluation data must be arrays: {e}") from None
+    if x.ndim == 0 or y.ndim == 0:
+        raise DataError(f"evaluation data must be arrays with a sample axis, got shapes {x.shape} and {y.shape}")
     if len(x) == 0:
         raise DataError("evaluation data has no samples")
     if len(x) != len(y):

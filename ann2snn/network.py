@@ -16,19 +16,23 @@ import json
 import os
 import shutil
 import tempfile
+import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from ann2snn.config import ConversionConfig
-from ann2snn.errors import InvalidModelError
+from ann2snn.errors import Ann2SnnError, InvalidModelError
 from ann2snn.ir import nodes as ir
 from ann2snn.ir import snn
 from ann2snn.ir.graph import Graph, TensorSpec
 
 FORMAT = "ann2snn-snn"
 VERSION = 1
+# weights.npz may declare at most this many bytes (checked before reading: a zip bomb or forged sizes)
+MAX_WEIGHTS_BYTES = 8 * 1024**3
 
 _NODE_TYPES: dict[str, type[ir.Node]] = {cls.__name__: cls for cls in (*ir.ANN_OPS, *snn.STATEFUL_OPS)}
 
@@ -84,18 +88,20 @@ class SpikingNetwork:
         }
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+        backup = path.with_name(f".{path.name}.old")
         try:
             (tmp / "network.json").write_text(json.dumps(doc, indent=1, default=_json_default))
             with open(tmp / "weights.npz", "wb") as f:
                 np.savez(f, **arrays)
             if path.exists():
-                backup = path.with_name(f".{path.name}.old")
                 os.replace(path, backup)
                 os.replace(tmp, path)
                 shutil.rmtree(backup, ignore_errors=True)
             else:
                 os.replace(tmp, path)
         finally:
+            if backup.exists() and not path.exists():  # stopped between the two renames: restore the old one
+                os.replace(backup, path)
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
         return path
@@ -109,10 +115,15 @@ def load(path: str | os.PathLike) -> SpikingNetwork:
         raise InvalidModelError(f"{path}: not a saved ann2snn network (needs network.json and weights.npz)")
     try:
         doc = json.loads(meta.read_text())
+        with zipfile.ZipFile(npz) as zf:  # sizes the archive declares, checked before numpy allocates anything
+            declared = sum(info.file_size for info in zf.infolist())
+        if declared > MAX_WEIGHTS_BYTES:
+            raise InvalidModelError(
+                f"{npz}: declares {declared} bytes of arrays, over the {MAX_WEIGHTS_BYTES}-byte limit")
         with np.load(npz, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
-    except (ValueError, OSError, EOFError) as e:
-        raise InvalidModelError(f"{path}: cannot read the saved network: {e}") from None
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error, RecursionError, MemoryError) as e:
+        raise InvalidModelError(f"{path}: cannot read the saved network: {type(e).__name__}: {e}") from None
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise InvalidModelError(f"{meta}: not an ann2snn network file")
     if doc.get("version") != VERSION:
@@ -129,9 +140,30 @@ def load(path: str | os.PathLike) -> SpikingNetwork:
         )
     except (KeyError, TypeError, ValueError, AttributeError) as e:
         raise InvalidModelError(f"{meta}: malformed network file ({type(e).__name__}: {e})") from None
-    net.graph.validate()
-    net.ann.validate()
+    try:
+        net.graph.validate()
+        net.ann.validate()
+    except InvalidModelError as e:
+        raise InvalidModelError(f"{meta}: {e}") from None
+    _check_runs(net, meta)
     return net
+
+
+def _check_runs(net: SpikingNetwork, meta: Path) -> None:
+    """Simulate one blank sample for one step, with layer statistics and probes: arrays that do not fit their
+    node (thresholds, initial potentials, output units of a corrupted file) fail here, as InvalidModelError."""
+    if not (isinstance(net.input_unit, float) and np.isfinite(net.input_unit) and net.input_unit > 0):
+        raise InvalidModelError(f"{meta}: input_unit must be a positive number, got {net.input_unit}")
+    missing = [n for n in net.spiking_layers if n not in net.scales]
+    if missing:
+        raise InvalidModelError(f"{meta}: no threshold (scales) for spiking layer(s) {missing[:10]}")
+    x = {t.name: np.zeros((1,) + tuple(t.shape), np.float32) for t in net.graph.inputs}
+    try:
+        net.simulate(x, [1], layer_stats=True, probe=net.spiking_layers)
+    except Ann2SnnError:
+        raise
+    except (RuntimeError, ValueError, TypeError, KeyError, IndexError, AttributeError) as e:
+        raise InvalidModelError(f"{meta}: the stored arrays do not fit the network ({type(e).__name__}: {e})") from None
 
 
 def _put(arrays: dict, key: str, value) -> str:

@@ -61,6 +61,8 @@ def config_from_args(args) -> ConversionConfig:
             base = json.loads(Path(args.config).read_text())
         except (OSError, ValueError) as e:
             raise DataError(f"{args.config}: cannot read the config JSON: {e}") from None
+        if not isinstance(base, dict):
+            raise DataError(f"{args.config}: the config JSON must be an object of ConversionConfig fields")
     v = args.v_init
     fields = dict(base)
     fields.update(norm=args.norm, granularity=args.granularity, maxpool=args.maxpool, signed=args.signed,
@@ -112,7 +114,10 @@ def resolve_model(model: str) -> tuple[str, dict | None]:
 def _stat(text):
     if text is None:
         return None
-    vals = [float(v) for v in text.split(",")]
+    try:
+        vals = [float(v) for v in text.split(",")]
+    except ValueError:
+        raise DataError(f"--mean/--std: expected a number or comma-separated numbers, got {text!r}") from None
     return vals[0] if len(vals) == 1 else tuple(vals)
 
 
@@ -168,10 +173,10 @@ def output_dir(path: Path, force: bool):
         raise OutputExistsError(f"{path} exists; pass --force to replace it")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp", dir=path.parent))
+    old = path.with_name(f".{path.name}.old")
     try:
         yield tmp
         if path.exists():
-            old = path.with_name(f".{path.name}.old")
             shutil.rmtree(old, ignore_errors=True)
             os.replace(path, old)
             os.replace(tmp, path)
@@ -179,6 +184,8 @@ def output_dir(path: Path, force: bool):
         else:
             os.replace(tmp, path)
     finally:
+        if old.exists() and not path.exists():  # stopped between the two renames: put the old output back
+            os.replace(old, path)
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
 

@@ -25,6 +25,9 @@ def add_arguments(p):
     p.add_argument("--force", action="store_true", help="replace existing outputs")
     add_config_arguments(p)
     add_data_arguments(p, data=True)
+    from ann2snn.report.cli import add_report_arguments
+
+    add_report_arguments(p, flag="no-report")
 
 
 def run(args) -> int:
@@ -47,8 +50,13 @@ def run(args) -> int:
             if data is not None:
                 report = evaluate(path, data, snn=snn, timesteps=args.timesteps, device=args.device,
                                   progress=progress)
-                write_json(tmp / "report.json", report.to_dict())
                 print(report.table())
+                if args.no_report:
+                    write_json(tmp / "report.json", report.to_dict())
+                else:  # report.json (a superset of the accuracy JSON), report.md, plots/
+                    from ann2snn.report.cli import write_report
+
+                    write_report(tmp, report, snn, calib, args)
             else:
                 log.info("no evaluation data: report skipped")
         print(f"{name}: wrote {target}")

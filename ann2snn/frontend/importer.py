@@ -227,6 +227,20 @@ def _attributes(node: onnx.NodeProto, load_tensor) -> dict[str, Any]:
     return attrs
 
 
+def _attribute_type_problem(node: onnx.NodeProto, opset: int) -> str | None:
+    """An attribute whose type differs from the ONNX spec's (``pads`` as one int, ``axis`` as a string...)."""
+    try:
+        schema = onnx.defs.get_schema(node.op_type, opset, node.domain or "")
+    except Exception:  # noqa: BLE001 - unknown op, domain or opset: the registry reports those
+        return None
+    for a in node.attribute:
+        spec = schema.attributes.get(a.name)
+        if spec is not None and a.type != onnx.AttributeProto.UNDEFINED and a.type != spec.type:
+            name = onnx.AttributeProto.AttributeType.Name
+            return f"attribute '{a.name}' has type {name(a.type)}, the ONNX spec requires {name(spec.type)}"
+    return None
+
+
 def _sort_onnx_nodes(graph: onnx.GraphProto, known: set[str]) -> list[onnx.NodeProto]:
     """Topological order of ONNX nodes (keras2onnx stores them reversed); cycles raise."""
     producer = {}
@@ -419,7 +433,11 @@ def _walk(model, limits: LoadLimits | None) -> ImportReport:
         else:
             poisoned.update(node.output)
 
-    for idx, node in enumerate(_sort_onnx_nodes(g, set(values))):
+    try:
+        order = _sort_onnx_nodes(g, set(values))
+    except InvalidModelError as e:  # cycles, tensors produced twice: name the file too
+        raise InvalidModelError(f"{path}: {e}") from None
+    for idx, node in enumerate(order):
         name = node_display_name(node)
         row = NodeRow(idx, node.op_type, name, node.domain)
         rows.append(row)
@@ -438,6 +456,9 @@ def _walk(model, limits: LoadLimits | None) -> ImportReport:
             continue
         ctx.node = node
         n_before = len(ctx.nodes)
+        bad_type = _attribute_type_problem(node, opset)
+        if bad_type:
+            raise InvalidModelError(f"{path}: node '{name}' ({node.op_type}): {bad_type}")
         kwargs = _attributes(node, load_tensor)
         bind_error = _bind_error(conv.func, [ctx, node, *args], kwargs)
         if bind_error:
@@ -508,7 +529,10 @@ def _walk(model, limits: LoadLimits | None) -> ImportReport:
                 "origin": {k: list(v) for k, v in ctx.origin.items()},
             },
         )
-        graph.validate()
+        try:
+            graph.validate()
+        except InvalidModelError as e:  # name the file too (NaN weights, absurd activation sizes...)
+            raise InvalidModelError(f"{path}: {e}") from None
         log.info("imported %s: %d IR nodes from %d ONNX nodes (opset %d)", path, len(graph.nodes), len(g.node),
                  opset)
     return ImportReport(

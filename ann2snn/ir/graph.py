@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections import defaultdict, deque
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -12,6 +13,10 @@ import numpy as np
 
 from ann2snn.errors import InvalidModelError
 from ann2snn.ir.nodes import Node, Shape
+
+# Per-sample values of one tensor (1 GiB of float32): a larger activation comes from absurd input sizes, pads or
+# strides and would exhaust memory in calibration or simulation; refused by ``Graph.validate``.
+MAX_ACTIVATION_ELEMENTS = 2**28
 
 
 @dataclass(frozen=True)
@@ -79,7 +84,12 @@ class Graph:
             missing = [i for i in n.inputs if i not in shapes]
             if missing:
                 raise InvalidModelError(f"node '{n.name}' reads undefined tensor(s) {missing}")
-            shapes[n.name] = tuple(int(d) for d in n.output_shape([shapes[i] for i in n.inputs]))
+            try:
+                shapes[n.name] = tuple(int(d) for d in n.output_shape([shapes[i] for i in n.inputs]))
+            except (TypeError, ValueError, ZeroDivisionError, IndexError, AttributeError, OverflowError) as e:
+                # attributes or parameters of the wrong type or rank (a corrupted saved network)
+                raise InvalidModelError(f"{type(n).__name__} node '{n.name}': malformed attributes or parameters "
+                                        f"({type(e).__name__}: {e})") from None
         return shapes
 
     def validate(self) -> "Graph":
@@ -104,6 +114,9 @@ class Graph:
                 if i not in seen:
                     raise InvalidModelError(f"node '{n.name}' reads '{i}', which is not produced before it")
             for pname, arr in n.parameters().items():
+                if arr is not None and np.asarray(arr).dtype.kind not in "fiu":
+                    raise InvalidModelError(f"node '{n.name}': parameter '{pname}' is not a real numeric array "
+                                            f"(dtype {np.asarray(arr).dtype})")
                 if arr is not None and not np.all(np.isfinite(arr)):
                     raise InvalidModelError(f"node '{n.name}': parameter '{pname}' contains NaN or Inf")
             seen.add(n.name)
@@ -114,7 +127,10 @@ class Graph:
         for o in self.outputs:
             if o not in seen:
                 raise InvalidModelError(f"graph output '{o}' is not produced by any node")
-        _ = self.shapes  # shape inference raises on mismatch
+        for name, shape in self.shapes.items():  # shape inference raises on mismatch
+            if math.prod(shape) > MAX_ACTIVATION_ELEMENTS:
+                raise InvalidModelError(f"tensor '{name}' has {math.prod(shape)} values per sample {shape}, over the "
+                                        f"{MAX_ACTIVATION_ELEMENTS} limit (absurd input size, pads or strides?)")
         return self
 
     def parameter_count(self) -> int:

@@ -154,7 +154,10 @@ def check_input(graph, x) -> dict[str, np.ndarray]:
     for spec in graph.inputs:
         if spec.name not in x:
             raise DataError(f"no data given for graph input '{spec.name}'")
-        a = np.asarray(x[spec.name])
+        try:
+            a = np.asarray(x[spec.name])
+        except (ValueError, TypeError) as e:  # ragged nested lists
+            raise DataError(f"input '{spec.name}': not an array ({e})") from None
         if a.dtype.kind not in "fiu":
             raise DataError(f"input '{spec.name}': expected a numeric array, got dtype {a.dtype}")
         if tuple(a.shape[1:]) != tuple(spec.shape):

@@ -34,13 +34,28 @@ def run_if_chunk(v: torch.Tensor, current: torch.Tensor, steps: int, out: torch.
     """Run ``steps`` IF updates, writing spikes into ``out[t]``.
 
     ``current`` is (steps, *v.shape), or v.shape when ``constant`` (the first layer's analog input:
-    computed once, reused every step). Returns the final (v, count).
+    computed once, reused every step). ``out`` may be of a narrower dtype than ``v`` (bfloat16: spikes
+    are exact in it); the membrane potential keeps ``v``'s dtype. Returns the final (v, count); the
+    arguments are not modified.
+
+    Same arithmetic as ``if_step``/``signed_if_step`` (m = v + I; s = m >= 1; v = m - s), done in place
+    on one working copy of the state, so each step makes three passes over the layer and allocates nothing.
     """
+    v = v.clone()
+    if count is None:
+        for t in range(steps):
+            v.add_(current if constant else current[t])
+            s = out[t]
+            torch.ge(v, 1.0, out=s)
+            v.sub_(s)
+        return v, None
+    count = count.clone()
     for t in range(steps):
-        i_t = current if constant else current[t]
-        if count is None:
-            s, v = if_step(v, i_t)
-        else:
-            s, v, count = signed_if_step(v, count, i_t)
+        v.add_(current if constant else current[t])
+        pos = v >= 1.0
+        neg = (v < 0.0) & (count > 0)
+        s = pos.to(v.dtype) - neg.to(v.dtype)
+        v.sub_(s)
+        count.add_(s)
         out[t] = s
     return v, count

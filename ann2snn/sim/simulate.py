@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ann2snn.errors import DataError
@@ -135,15 +136,48 @@ def _flat(x: torch.Tensor) -> torch.Tensor:
     return x.reshape((x.shape[0] * x.shape[1],) + tuple(x.shape[2:]))
 
 
+SYNAPTIC_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+DEFAULT_SYNAPTIC_DTYPE = "float32"
+# ops that may run on bfloat16 spikes / currents without losing exactness they rely on
+_BF16_OPS = (ir.Conv2d, ir.Dense, ir.AvgPool2d, ir.MaxPool2d, ir.GlobalAvgPool, ir.GlobalMaxPool, ir.Flatten,
+             ir.Reshape, ir.Transpose, ir.Concat)
+
+
+class _Kernels:
+    """Per-simulation cache of low-precision weights for conv/dense nodes fed by spikes."""
+
+    def __init__(self, dtype: torch.dtype, device):
+        self.dtype = dtype
+        self.device = device
+        self.params: dict[str, tuple] = {}
+
+    def synaptic(self, n, x: torch.Tensor) -> torch.Tensor:
+        p = self.params.get(n.name)
+        if p is None:
+            w = torch.as_tensor(np.asarray(n.weight), device=self.device).to(self.dtype)
+            bias = None if n.bias is None else torch.as_tensor(np.asarray(n.bias), device=self.device).to(self.dtype)
+            p = self.params[n.name] = (w, bias)
+        w, bias = p
+        if isinstance(n, ir.Dense):
+            return F.linear(x, w, bias)
+        t, l, b, r = n.padding
+        if t == b and l == r:
+            return F.conv2d(x, w, bias, n.stride, (t, l), n.dilation, n.groups)
+        return F.conv2d(F.pad(x, (l, r, t, b)), w, bias, n.stride, 0, n.dilation, n.groups)
+
+
 class _BatchRun:
     """State of one batch across time chunks."""
 
-    def __init__(self, net, x: torch.Tensor, generator: torch.Generator | None):
+    def __init__(self, net, x: torch.Tensor, generator: torch.Generator | None, *, keep=(),
+                 kernels: _Kernels | None = None):
         self.net = net
         self.graph = net.graph
         self.x = x
         self.generator = generator
         self.static = net.static_tensors()
+        self.kernels = kernels
+        self.spike_dtype = kernels.dtype if kernels is not None else x.dtype
         self.values_static: dict[str, torch.Tensor] = {}
         self.state: dict[str, dict] = {}
         feeds = {self.graph.inputs[0].name: x}
@@ -152,6 +186,13 @@ class _BatchRun:
         for n in self.graph.nodes:
             if n.name in self.static:
                 self.values_static[n.name] = forward(n, *(self.values_static[i] for i in n.inputs))
+        # time-varying tensors are dropped from a chunk as soon as their last user has run
+        self.keep = set(keep)
+        self.uses: dict[str, int] = {}
+        for n in self.graph.nodes:
+            if n.name not in self.static:
+                for i in n.inputs:
+                    self.uses[i] = self.uses.get(i, 0) + 1
 
     def _input_chunk(self, tc: int) -> torch.Tensor:
         """Seeded Poisson spikes: P(spike) = |x| / unit, value sign(x) (unit = max |x| in calibration)."""
@@ -161,24 +202,38 @@ class _BatchRun:
         return (r.to(self.x.device) < p).to(self.x.dtype) * torch.sign(self.x)
 
     def chunk(self, tc: int) -> dict[str, torch.Tensor]:
-        """Advance ``tc`` steps. Returns {tensor: (tc, B, ...)} for every time-varying tensor."""
+        """Advance ``tc`` steps. Returns {tensor: (tc, B, ...)} for the kept time-varying tensors."""
         vals: dict[str, torch.Tensor] = {}
         inp = self.graph.inputs[0].name
         if inp not in self.static:
             vals[inp] = self._input_chunk(tc)
         B = self.x.shape[0]
+        left = dict(self.uses)
+        low = self.kernels is not None
         for n in self.graph.nodes:
             if n.name in self.static:
                 continue
             if isinstance(n, IF):
                 vals[n.name] = self._if(n, tc, B, vals)
             elif isinstance(n, CUMULATIVE_POOLS):
-                vals[n.name] = self._cumulative_pool(n, vals[n.inputs[0]])
+                vals[n.name] = self._cumulative_pool(n, vals[n.inputs[0]].float())
             else:
                 ins = [vals[i] if i in vals else self.values_static[i].expand((tc,) + tuple(self.values_static[i].shape))
                        for i in n.inputs]
-                y = forward(n, *(_flat(t) for t in ins))
+                if low and isinstance(n, (ir.Conv2d, ir.Dense)) and all(t.dtype == self.spike_dtype for t in ins):
+                    y = self.kernels.synaptic(n, _flat(ins[0]))
+                else:
+                    if not (low and isinstance(n, _BF16_OPS)):
+                        ins = [t.float() for t in ins]
+                    elif len({t.dtype for t in ins}) > 1:
+                        ins = [t.float() for t in ins]
+                    y = forward(n, *(_flat(t) for t in ins))
                 vals[n.name] = y.reshape((tc, B) + tuple(y.shape[1:]))
+            for i in n.inputs:
+                if i in left:
+                    left[i] -= 1
+                    if left[i] == 0 and i not in self.keep:
+                        vals.pop(i, None)
         return vals
 
     def _if(self, n: IF, tc: int, B: int, vals) -> torch.Tensor:
@@ -188,12 +243,13 @@ class _BatchRun:
         shape = tuple(current.shape[-(current.dim() - (0 if constant else 1)):])
         st = self.state.get(n.name)
         if st is None:
-            v0 = torch.as_tensor(n.v_init, dtype=current.dtype, device=current.device)
+            dtype = torch.float32 if current.dtype == torch.bfloat16 else current.dtype
+            v0 = torch.as_tensor(n.v_init, dtype=dtype, device=current.device)
             v0 = v0.reshape((-1,) + (1,) * (len(shape) - 2)) if v0.numel() > 1 else v0.reshape(())
-            st = {"v": torch.zeros(shape, dtype=current.dtype, device=current.device) + v0,
-                  "count": torch.zeros(shape, dtype=current.dtype, device=current.device) if n.signed else None}
+            st = {"v": torch.zeros(shape, dtype=dtype, device=current.device) + v0,
+                  "count": torch.zeros(shape, dtype=dtype, device=current.device) if n.signed else None}
             self.state[n.name] = st
-        out = torch.empty((tc,) + shape, dtype=current.dtype, device=current.device)
+        out = torch.empty((tc,) + shape, dtype=self.spike_dtype, device=current.device)
         st["v"], st["count"] = run_if_chunk(st["v"], current, tc, out, st["count"], constant)
         return out
 
@@ -214,19 +270,43 @@ class _BatchRun:
         return out
 
 
+def _partial_sums(x: torch.Tensor, start: torch.Tensor, ks: list[int]) -> dict[int, torch.Tensor]:
+    """start + x[:k+1].sum(0) for each k in ks (fp32), plus the whole chunk under key -1."""
+    out, acc, prev = {}, start, 0
+    for k in sorted(ks) + [x.shape[0] - 1]:
+        if k + 1 > prev:
+            acc = acc + x[prev:k + 1].sum(0, dtype=torch.float32)
+            prev = k + 1
+        out[k] = acc
+    out[-1] = acc
+    return out
+
+
 def simulate(net, x: np.ndarray, timesteps, *, batch_size: int = 100, time_chunk: int = 8,
-             device: str = "cpu", layer_stats: bool = False, probe=(), progress: bool = False) -> SimulationResult:
+             device: str = "cpu", layer_stats: bool = False, probe=(), progress: bool = False,
+             synaptic_dtype: str | None = None) -> SimulationResult:
     """Simulate ``net`` (a SpikingNetwork) on ``x`` up to max(timesteps); see the module docstring.
 
     layer_stats: record per-IF-layer firing rate, saturated/silent fractions, correlation and relative
         error against the ANN activation, and SOPs at every checkpoint (costs one ANN pass per batch).
     probe: IF layer names whose per-channel mean value (rate x lambda) is returned in ``result.probe``.
+    synaptic_dtype: ``"float32"`` or ``"bfloat16"``: dtype of the spikes and of the conv/dense weights
+        they meet (spikes are exact in bfloat16; weights and the resulting currents are rounded to 8
+        mantissa bits; membrane potentials and readouts stay float32). None: ``DEFAULT_SYNAPTIC_DTYPE``.
     """
     ts = sorted({int(t) for t in timesteps})
     if not ts or ts[0] < 1:
         raise DataError(f"timesteps must be positive integers, got {list(timesteps)}")
     if batch_size < 1 or time_chunk < 1:
         raise DataError("batch_size and time_chunk must be >= 1")
+    synaptic_dtype = DEFAULT_SYNAPTIC_DTYPE if synaptic_dtype is None else synaptic_dtype
+    if synaptic_dtype not in SYNAPTIC_DTYPES:
+        raise DataError(f"synaptic_dtype must be one of {sorted(SYNAPTIC_DTYPES)}, got {synaptic_dtype!r}")
+    try:  # an unknown or absent device (--device cuda without a GPU) is a one-line error, not a torch traceback
+        torch.empty(0, device=device)
+    except (RuntimeError, AssertionError, ValueError, TypeError) as e:
+        raise DataError(f"device {device!r} is not available: {e}") from None
+    kernels = _Kernels(torch.bfloat16, device) if synaptic_dtype == "bfloat16" else None
     graph = net.graph
     feeds = check_input(graph, x)
     xs = next(iter(feeds.values()))
@@ -252,7 +332,7 @@ def simulate(net, x: np.ndarray, timesteps, *, batch_size: int = 100, time_chunk
             xb = torch.from_numpy(xs[start:start + batch_size]).to(device)
             if net.config.input_encoding == "poisson":
                 gen = torch.Generator().manual_seed(net.config.seed * 1_000_003 + b_idx)
-            run = _BatchRun(net, xb, gen)
+            run = _BatchRun(net, xb, gen, keep=set(tracked) | {out_name}, kernels=kernels)
             ann_acts = None
             if layer_stats:
                 from ann2snn.ir.reference import run_tensors
@@ -267,14 +347,16 @@ def simulate(net, x: np.ndarray, timesteps, *, batch_size: int = 100, time_chunk
             while done < t_max:
                 tc = min(time_chunk, t_max - done)
                 vals = run.chunk(tc)
+                ks = [t - done - 1 for t in ts if done < t <= done + tc]
                 if out_name in run.static:
-                    per_step = run.values_static[out_name].unsqueeze(0).expand((tc,) + tuple(readout.shape))
+                    step = run.values_static[out_name].to(readout.dtype)
+                    cum = {k: readout + step * (k + 1) for k in ks + [tc - 1]}
+                    cum[-1] = cum[tc - 1]
                 else:
-                    per_step = vals[out_name]
-                cum = torch.cumsum(per_step, dim=0) + readout
+                    cum = _partial_sums(vals[out_name], readout, ks)
                 # IF outputs are never static; signed neurons need net and absolute counts apart
-                net_cum = {name: torch.cumsum(vals[name], dim=0) + net_counts[name] for name in tracked}
-                act_cum = {name: (torch.cumsum(vals[name].abs(), dim=0) + act_counts[name])
+                net_cum = {name: _partial_sums(vals[name], net_counts[name], ks) for name in tracked}
+                act_cum = {name: _partial_sums(vals[name].abs(), act_counts[name], ks)
                            if graph.node(name).signed else net_cum[name] for name in acc}
                 for t in ts:
                     if done < t <= done + tc:
@@ -287,6 +369,7 @@ def simulate(net, x: np.ndarray, timesteps, *, batch_size: int = 100, time_chunk
                 readout = cum[-1]
                 net_counts = {name: c[-1] for name, c in net_cum.items()}
                 act_counts = {name: c[-1] for name, c in act_cum.items()}
+                del vals
                 done += tc
                 bar.update(xb.shape[0] * tc)
     bar.close()

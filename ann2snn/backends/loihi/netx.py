@@ -46,6 +46,8 @@ __all__ = [
     "chw_to_lava",
 ]
 
+# largest dataset the reader loads (checked against the declared shape before reading)
+MAX_DATASET_BYTES = 1024**3
 CUBA_TYPES = ("CUBA", "LOIHI")  # netx maps both to Lava's LIF; LOIHI is the legacy spelling
 NEURON_TYPES = CUBA_TYPES + ("SDNN",)
 # Layer types netx knows but raises NotImplementedError on, plus the ones this package does not model.
@@ -436,6 +438,8 @@ def layer_type(layer: object) -> str:
 
 def _decode_str(ds: h5py.Dataset) -> str:
     """netx's string rule: element 0 of a shaped dataset, else the scalar; bytes decoded as ASCII."""
+    if not isinstance(ds, h5py.Dataset):
+        raise InvalidModelError(f"'{ds.name}' must be a string dataset, not a group")
     value = ds[0] if len(ds.shape) > 0 else ds[()]
     if isinstance(value, (bytes, np.bytes_)):
         return bytes(value).decode("ascii")
@@ -448,7 +452,28 @@ def _read_raw(group: h5py.Group, key: str) -> np.ndarray:
     obj = group[key]
     if not isinstance(obj, h5py.Dataset):
         raise InvalidModelError(f"'{obj.name}' must be a dataset")
+    nbytes = int(np.prod(obj.shape or (), dtype=object)) * obj.dtype.itemsize
+    if nbytes > MAX_DATASET_BYTES:  # checked before reading: a chunked dataset can declare terabytes in a tiny file
+        raise InvalidModelError(f"'{obj.name}' declares shape {obj.shape} ({nbytes} bytes), over the "
+                                f"{MAX_DATASET_BYTES}-byte limit")
     return np.asarray(obj[()])
+
+
+def _foreign_storage(handle: h5py.File) -> list[str]:
+    """Links and datasets whose data lives in another file (external links, external or virtual datasets)."""
+    found: list[str] = []
+
+    def link(name: str, lnk) -> None:
+        if isinstance(lnk, h5py.ExternalLink):
+            found.append(f"'{name}' links to the file '{lnk.filename}'")
+
+    def obj(name: str, o) -> None:
+        if isinstance(o, h5py.Dataset) and (o.external or o.is_virtual):
+            found.append(f"'{name}' stores its data in another file")
+
+    handle.visititems_links(link)
+    handle.visititems(obj)
+    return found
 
 
 def _read_copy(group: h5py.Group, key: str) -> np.ndarray:
@@ -558,6 +583,12 @@ def read_netx(path: str | os.PathLike[str]) -> NetxNetwork:
     except (OSError, ValueError) as exc:  # missing, not HDF5, truncated superblock
         raise InvalidModelError(f"{path}: cannot open as a netx HDF5 file: {exc}") from exc
     with handle:
+        try:
+            foreign = _foreign_storage(handle)
+        except Exception as exc:  # h5py raises assorted errors on corrupt files (even SystemError)
+            raise InvalidModelError(f"{path}: cannot walk the HDF5 file: {exc}") from exc
+        if foreign:  # a netx file is self-contained; reading another file's bytes is refused
+            raise InvalidModelError(f"{path}: refused: " + "; ".join(foreign[:5]))
         if "layer" not in handle or not isinstance(handle["layer"], h5py.Group):
             raise InvalidModelError(f"{path}: no 'layer' group (not a netx network)")
         group = handle["layer"]
@@ -577,7 +608,7 @@ def read_netx(path: str | os.PathLike[str]) -> NetxNetwork:
                 layers.append(_read_layer(group[str(i)], i, unsupported))
             except InvalidModelError as exc:
                 raise InvalidModelError(f"{path}: layer {i}: {exc}") from exc
-            except (OSError, KeyError, ValueError, TypeError, RuntimeError, IndexError) as exc:
+            except (OSError, KeyError, ValueError, TypeError, RuntimeError, IndexError, OverflowError) as exc:
                 # h5py reports truncated/corrupt datasets and missing keys through these
                 raise InvalidModelError(f"{path}: layer {i}: unreadable or missing data: {exc}") from exc
     if unsupported:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
+from ann2snn.errors import InvalidModelError
 from ann2snn.frontend.importer import Constant, Tensor
 
 
@@ -37,6 +40,19 @@ def constant_scalar(ctx, v, what: str):
     if a.size != 1:
         raise ctx.unsupported(f"{what} must be a scalar, got shape {a.shape}")
     return a.reshape(-1)[0]
+
+
+def check_fold_size(shape, *arrays) -> None:
+    """Refuse, before numpy allocates it, a folded constant over the per-tensor limit (a memory bomb such as
+    Mul/Concat/Gather/MatMul of small constants that broadcast or repeat to terabytes)."""
+    from ann2snn.frontend.safety import LoadLimits
+
+    limit = LoadLimits().max_tensor_bytes
+    itemsize = max((np.asarray(a).dtype.itemsize for a in arrays), default=8)
+    nbytes = math.prod(int(d) for d in shape) * itemsize
+    if nbytes > limit:
+        raise InvalidModelError(f"folding constants would create a tensor of shape {tuple(shape)} ({nbytes} bytes), "
+                                f"over the {limit}-byte tensor limit")
 
 
 def need_tensor(ctx, x, what: str = "input") -> Tensor:

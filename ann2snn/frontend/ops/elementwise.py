@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from ann2snn.frontend.importer import Constant, Tensor
-from ann2snn.frontend.ops._common import full_rank
+from ann2snn.frontend.ops._common import check_fold_size, full_rank
 from ann2snn.frontend.registry import register
 from ann2snn.ir import Add, ScaleShift
 
@@ -74,6 +74,7 @@ def _two_tensors(ctx, op: str, a: Tensor, b: Tensor) -> Tensor:
 
 def _binary(ctx, op: str, a, b):
     if isinstance(a, Constant) and isinstance(b, Constant):
+        check_fold_size(np.broadcast_shapes(np.shape(a.value), np.shape(b.value)), a.value, b.value)
         return Constant(_fold(op, a.value, b.value))
     if isinstance(a, Tensor) and isinstance(b, Tensor):
         return _two_tensors(ctx, op, a, b)

@@ -1,0 +1,859 @@
+"""Quantize a converted ``SpikingNetwork`` into a netx network: CUBA integrate-and-fire or SDNN sigma-delta.
+
+Two steps:
+
+1. **Lowering** (:func:`lower_graph`): the converted graph must be a chain
+   ``input -> [Conv2d/Dense + IF | AvgPool2d/GlobalAvgPool | Flatten]* -> linear tail``. Each weighted op with
+   its IF becomes a netx ``conv``/``dense`` layer with a neuron; an average pool becomes a depthwise ``conv``
+   (groups = C, constant kernel 1/(kH·kW), stride = the pool stride) with its own neuron; a Flatten becomes a
+   netx ``flatten``; everything linear after the last IF (Flatten, Dense, ...) is folded into ONE readout
+   ``dense``. Everything else (max pooling, residual Add, Concat, a ScaleShift between layers, Transpose,
+   signed neurons, asymmetric padding, ...) is collected and reported together with a way out.
+2. **Quantization** (:func:`quantize`): per layer a scale S maps the normalized float parameters (weights of
+   the converted graph, whose IF threshold is 1) to integers.
+
+The scale objective (both targets). For a layer with float weights ``w`` and biases ``b`` and a candidate S::
+
+    Q_w(S) = clip(2·round(w·S/2), -256, 254)          (slayer's 8-bit mantissa ×2 rule)
+    Q_b(S) = clip(round(b·S·k), -4095, 4095) / k       (k: bias units per weight unit, 1 for CUBA)
+    E(S)   = (‖Q_w(S)/S − w‖² + ‖Q_b(S)/S − b‖²) / (‖w‖² + ‖b‖²)
+
+S is searched on a log grid from S₀/16 to min(4·S₀, S_max), S₀ being the largest S that clips no weight and
+S_max the hardware/overflow bound of the layer (vThMant ≤ 131071, accumulator sizes). Rounding error falls
+like 1/S² until clipping starts, so E has a minimum near S₀; the chosen S is the **largest S with
+E(S) ≤ (1 + tolerance)·min E** (default tolerance 1 %): larger S means a finer threshold (CUBA) and finer bias.
+The report gives, per layer, S, the relative weight and bias errors ‖Q/S − x‖/‖x‖ and the clipped counts.
+
+CUBA (binary spikes). IF with threshold 1 becomes ``NeuronParams.cuba(vThMant, iDecay=4096, vDecay=0)``,
+i.e. per step ``V += W·s + bias; spike if V > vThMant; V = 0``. Because Lava fires on ``>``, vThMant =
+⌈S⌉ − 1 gives "fire when V ≥ S", the converted graph's ``>=``. Lava resets to **zero**, not by subtraction:
+the overshoot ``V − S`` at each spike is lost. Units do not propagate between CUBA layers (spikes are 0/1).
+The input is an IF layer driven through its ``bias_mant``: ``bias = round(x·S_in)`` with S_in = ⌊4095/max x⌋
+and vThMant = ⌈S_in·max x / input_rate⌉ − 1, so a pixel at max x fires every 1/input_rate steps. Because
+of the reset to zero a constant bias gives a period ⌈(vThMant+1)/bias⌉, i.e. only rates 1/n; see
+``input_rate``. The readout is a dense layer without neuron (netx's non-spiking integrator):
+``v/64 = Σ_t W·s_t + bias``; its S is bounded so the 24-bit ``u`` never wraps over ``max_timesteps``
+(|Σ_t W·s_t| + |bias| < 2^17, guaranteed from the absolute row sums since rates are ≤ 1).
+
+SDNN (graded sigma-delta, exact ReLU). Lava's Delta input gets ``a_in = round(x·S_in)`` every step and sends
+``x·S_in·64``; a SigmaDelta layer accumulates ``Σ += W·msg``, computes ``A = max(Σ + bias·2^12, 0)`` and sends
+the change of A (above vThMant·2^12) shifted right by 6; a Sigma output sends its running sum. With M_k the
+message units per normalized unit of layer k (M_0 = 64·S_in): ``W_k = w·S_k``, ``bias_k = b·S_k·M_{k−1}/4096``,
+``M_k = S_k·M_{k−1}/64``. Each S_k is the weight-optimal S above, lowered where needed so that the messages of
+the layer stay 16-bit (M_k·max activation ≤ 2^15 − 1, netx's num_message_bits=16), biases fit 13 bits, and
+the Sigma sum fits int32. vThMant = ⌊sdnn_threshold·M_k/64⌋ (the residue never sent is < sdnn_threshold in
+normalized units, i.e. a fraction of the layer's calibrated λ). ReLU's homogeneity makes the scales multiply
+through, so the quantized network is the ANN up to rounding; the output is the Sigma sum decoded as
+``logits = Σ/(S_r·M_{L−1}) + b_r``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+
+from ann2snn.backends.loihi.netx import (
+    ConvLayer,
+    DenseLayer,
+    FlattenLayer,
+    InputLayer,
+    NetxNetwork,
+    NeuronParams,
+)
+from ann2snn.backends.loihi.profile import LOIHI2, LoihiProfile
+from ann2snn.ir import nodes as ir
+from ann2snn.ir.graph import Graph
+from ann2snn.ir.snn import IF, CumulativeGlobalMaxPool, CumulativeMaxPool2d
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "NEURON_KINDS",
+    "QuantizationOptions",
+    "Stage",
+    "LayerQuantization",
+    "QuantizedNetwork",
+    "lower_graph",
+    "search_scale",
+    "quantize",
+]
+
+NEURON_KINDS = ("cuba", "sdnn")
+Violation = tuple[str, str, str]
+
+_U_LIMIT = 1 << 17  # |a| (per step, hidden) and |Σ a| (readout) must stay below this: u = a << 6 is 24-bit
+_MESSAGE_MAX = (1 << 15) - 1  # SDNN graded spikes: netx's num_message_bits = 16 (signed)
+_INT32 = (1 << 31) - 1
+_NIR_WAY_OUT = "export to NIR instead (--target nir)"
+
+
+@dataclass(frozen=True)
+class QuantizationOptions:
+    """Knobs of :func:`quantize` (the defaults are what ``export_loihi`` uses).
+
+    neuron: ``cuba`` (binary spikes, IF as CUBA iDecay=4096 vDecay=0) or ``sdnn`` (graded sigma-delta).
+    max_timesteps: CUBA: the readout accumulator is sized so that T up to this never overflows.
+    input_layer: CUBA: ``current`` (default) makes the first Conv/Gemm + IF the netx input layer, driven by
+        its analog input current ``round((W·x + b)·S)`` as bias (the host computes that first linear op, as
+        the float simulator does); ``pixels`` adds one IF input neuron per input value, driven by
+        ``round(x·S_in)`` (rates are then limited to 1/n by the reset to zero, which costs accuracy).
+        SDNN always uses a Delta input layer of the input's shape.
+    input_rate: CUBA ``pixels``: firing rate of an input neuron at the largest input value (1 = every step).
+    scale_tolerance: S search: the largest S whose error is within (1 + tolerance) of the minimum.
+    sdnn_threshold: SDNN: delta threshold in normalized units (a fraction of each layer's λ).
+    sdnn_activation_max: SDNN: assumed largest normalized activation when no calibration data is given.
+    threshold_percentile, threshold_max: CUBA per-channel scales (see the module docstring): the layer's
+        threshold scale V is this percentile of the channels' weight-optimal scales S*_c, and a channel uses
+        S_c = clip(S*_c, V/threshold_max, V), i.e. its threshold V/S_c is between 1 and threshold_max.
+    """
+
+    neuron: str = "cuba"
+    max_timesteps: int = 128
+    input_layer: str = "current"
+    input_rate: float = 1.0
+    scale_tolerance: float = 0.01
+    threshold_percentile: float = 25.0
+    threshold_max: float = 4.0
+    sdnn_threshold: float = 1.0 / 256
+    sdnn_activation_max: float = 4.0
+
+    def __post_init__(self) -> None:
+        if self.neuron not in NEURON_KINDS:
+            raise ValueError(f"neuron must be one of {NEURON_KINDS}, got {self.neuron!r}")
+        if int(self.max_timesteps) < 1:
+            raise ValueError(f"max_timesteps must be >= 1, got {self.max_timesteps}")
+        if self.input_layer not in ("current", "pixels"):
+            raise ValueError(f"input_layer must be 'current' or 'pixels', got {self.input_layer!r}")
+        if not 0 < self.input_rate <= 1:
+            raise ValueError(f"input_rate must be in (0, 1], got {self.input_rate}")
+        if self.scale_tolerance < 0 or self.sdnn_threshold < 0 or self.sdnn_activation_max <= 0:
+            raise ValueError("scale_tolerance and sdnn_threshold must be >= 0, sdnn_activation_max > 0")
+        if not 0 <= self.threshold_percentile <= 100 or self.threshold_max < 1:
+            raise ValueError("threshold_percentile must be in [0, 100] and threshold_max >= 1")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Lowering: converted graph -> chain of stages
+# ----------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Stage:
+    """One netx layer to be, with float (normalized) parameters.
+
+    kind: ``conv`` (Conv2d + IF), ``pool`` (average pool as depthwise conv + IF), ``flatten``, ``dense``
+    (Dense + IF) or ``readout`` (the folded linear tail, no neuron). ``name`` is the IR tensor whose value
+    the layer's neurons represent (the IF name; the tail's output for the readout). ``nodes`` lists the IR
+    nodes folded into it. ``unit``: ANN value of one spike per step (per channel) for spiking stages.
+    """
+
+    kind: str
+    name: str
+    nodes: tuple[str, ...]
+    out_shape: tuple[int, ...]
+    weight: np.ndarray | None = None
+    bias: np.ndarray | None = None
+    stride: tuple[int, int] = (1, 1)
+    padding: tuple[int, int] = (0, 0)
+    dilation: tuple[int, int] = (1, 1)
+    groups: int = 1
+
+    @property
+    def spiking(self) -> bool:
+        return self.kind in ("conv", "pool", "dense")
+
+
+_MAX_WAY = "replace MaxPool by AvgPool and retrain (netx has no max pooling, and NIR has no max either)"
+_OP_WAYS: dict[type, tuple[str, str]] = {
+    ir.MaxPool2d: ("max pooling has no netx layer", _MAX_WAY),
+    ir.GlobalMaxPool: ("global max pooling has no netx layer", _MAX_WAY),
+    CumulativeMaxPool2d: ("the spiking (cumulative) max pool has no netx layer", _MAX_WAY),
+    CumulativeGlobalMaxPool: ("the spiking (cumulative) global max pool has no netx layer", _MAX_WAY),
+    ir.Add: ("residual Add: netx is a chain of layers and cannot express skip connections",
+             f"{_NIR_WAY_OUT}, or use a model without residual connections"),
+    ir.Concat: ("Concat: netx cannot express branches (its concat layer is not implemented)",
+                f"{_NIR_WAY_OUT}, or use a model without branches"),
+    ir.ScaleShift: ("ScaleShift (BatchNorm/affine) between layers has no netx layer",
+                    f"fold it into the neighbouring Conv/Gemm before export (place BatchNorm right after a "
+                    f"conv), or {_NIR_WAY_OUT}"),
+    ir.Transpose: ("Transpose has no netx layer", f"remove the transpose from the model, or {_NIR_WAY_OUT}"),
+    ir.Softmax: ("Softmax inside the network has no netx layer", "keep Softmax only at the output"),
+}
+
+
+def _fail(out: list[Violation], node: ir.Node, problem: str, way_out: str) -> None:
+    out.append((node.name, f"{type(node).__name__}: {problem}", way_out))
+
+
+def _pool_as_conv(node: ir.Node, in_shape, out_shape, out: list[Violation]) -> Stage | None:
+    """An average pool as a depthwise conv with a constant kernel, or None (violation recorded)."""
+    c, h, w = in_shape
+    if isinstance(node, ir.GlobalAvgPool):
+        kernel, stride, pads = (h, w), (h, w), (0, 0, 0, 0)
+    else:
+        kernel, stride, pads = tuple(node.kernel), tuple(node.stride), tuple(node.padding)
+        t, l, b, r = pads
+        if (t, l) != (b, r):
+            _fail(out, node, f"asymmetric padding {list(pads)}: netx conv padding is symmetric",
+                  "use symmetric pooling padding, or no padding")
+            return None
+        if any(pads) and not node.count_include_pad:
+            _fail(out, node, "padding with count_include_pad=0 divides border windows by fewer cells, which a "
+                  "constant depthwise kernel cannot express", "use pooling without padding")
+            return None
+        floor_hw = tuple((size + 2 * p - k) // s + 1 for size, p, k, s in zip((h, w), (t, l), kernel, stride))
+        if tuple(out_shape[1:]) != floor_hw:
+            _fail(out, node, "ceil_mode changes the output size; netx convolutions use floor",
+                  "use ceil_mode=0 or an input size divisible by the stride")
+            return None
+        pads = (t, l, b, r)
+    weight = np.full((c, 1) + tuple(kernel), 1.0 / (kernel[0] * kernel[1]))
+    return Stage("pool", node.name, (node.name,), tuple(out_shape), weight=weight, stride=stride,
+                 padding=(pads[0], pads[1]), groups=c)
+
+
+def _linear_stage(kind: str, node: ir.Node, name: str, out_shape, out: list[Violation]) -> Stage | None:
+    if isinstance(node, ir.Conv2d):
+        t, l, b, r = node.padding
+        if (t, l) != (b, r):
+            _fail(out, node, f"asymmetric padding {list(node.padding)}: netx conv padding is symmetric (H, W)",
+                  "use symmetric padding in the model")
+            return None
+        return Stage(kind, name, (node.name,), tuple(out_shape), weight=np.asarray(node.weight, np.float64),
+                     bias=None if node.bias is None else np.asarray(node.bias, np.float64),
+                     stride=tuple(node.stride), padding=(t, l), dilation=tuple(node.dilation), groups=node.groups)
+    return Stage(kind, name, (node.name,), tuple(out_shape), weight=np.asarray(node.weight, np.float64),
+                 bias=None if node.bias is None else np.asarray(node.bias, np.float64))
+
+
+def _fold_tail(graph: Graph, tail: list[ir.Node], in_name: str, out: list[Violation]) -> Stage | None:
+    """All linear ops after the last spiking stage as ONE dense (weight, bias), by probing with a basis."""
+    shapes = graph.shapes
+    in_shape = tuple(shapes[in_name])
+    out_name = tail[-1].name
+    names = tuple(n.name for n in tail)
+    weighted = [n for n in tail if isinstance(n, (ir.Dense, ir.Conv2d))]
+    if not weighted:
+        _fail(out, tail[-1], "the network must end in a linear (Gemm/Conv) readout layer after the last ReLU",
+              "end the model with a Linear/Gemm layer producing the logits")
+        return None
+    layout_only = all(isinstance(n, (ir.Flatten, ir.Reshape)) for n in tail if n is not weighted[0])
+    if len(weighted) == 1 and isinstance(weighted[0], ir.Dense) and tail[-1] is weighted[0] and layout_only:
+        d = weighted[0]
+        bias = None if d.bias is None else np.asarray(d.bias, np.float64)
+        return Stage("readout", out_name, names, tuple(shapes[out_name]), weight=np.asarray(d.weight, np.float64),
+                     bias=bias)
+    n_in = int(np.prod(in_shape))
+    with torch.no_grad():
+        from ann2snn.ir.reference import forward
+
+        basis = torch.cat([torch.zeros(1, n_in, dtype=torch.float64), torch.eye(n_in, dtype=torch.float64)])
+        x = basis.reshape((n_in + 1,) + in_shape)
+        for n in tail:
+            x = forward(_as_float64(n), x)
+        y = x.reshape(n_in + 1, -1).numpy()
+    bias = y[0]
+    weight = (y[1:] - bias[None, :]).T
+    return Stage("readout", out_name, names, tuple(shapes[out_name]), weight=weight,
+                 bias=bias if np.any(bias) else None)
+
+
+def _as_float64(node: ir.Node) -> ir.Node:
+    """The node with float64 arrays (the probe runs in float64)."""
+    from dataclasses import fields, replace
+
+    changes = {f.name: np.asarray(getattr(node, f.name), np.float64) for f in fields(node)
+               if isinstance(getattr(node, f.name), np.ndarray)}
+    return replace(node, **changes) if changes else node
+
+
+def lower_graph(graph: Graph) -> tuple[list[Stage], list[Violation]]:
+    """The converted (spiking) graph as netx stages, and every reason it cannot be one (all of them)."""
+    violations: list[Violation] = []
+    shapes = graph.shapes
+    if len(graph.inputs) != 1 or len(graph.outputs) != 1:
+        violations.append(("graph", f"{len(graph.inputs)} inputs and {len(graph.outputs)} outputs: netx "
+                                    "networks have exactly one input and one output", _NIR_WAY_OUT))
+    input_shape = tuple(graph.inputs[0].shape)
+    if len(input_shape) not in (1, 3):
+        violations.append(("input", f"input shape {input_shape}: netx inputs are (C, H, W) or (N,)",
+                           "reshape the model input to (C, H, W)"))
+    nodes = list(graph.nodes)
+    users = graph.consumers
+    # 1. chain structure and op kinds
+    prev = graph.inputs[0].name
+    for n in nodes:
+        for kind, (problem, way) in _OP_WAYS.items():
+            if type(n) is kind:
+                if isinstance(n, ir.Transpose) and tuple(n.perm) == tuple(range(len(n.perm))):
+                    break
+                if isinstance(n, ir.ScaleShift) and n is nodes[-1]:
+                    break  # a trailing ScaleShift is linear and folds into the readout
+                _fail(violations, n, problem, way)
+                break
+        else:
+            if isinstance(n, IF) and n.signed:
+                _fail(violations, n, "signed IF neurons emit -1 spikes, which Loihi's CUBA neurons cannot",
+                      "convert without --signed")
+            elif not isinstance(n, (IF, ir.Conv2d, ir.Dense, ir.AvgPool2d, ir.GlobalAvgPool, ir.Flatten,
+                                    ir.Reshape, ir.Transpose, ir.ScaleShift)):
+                _fail(violations, n, "no netx layer for this op", _NIR_WAY_OUT)
+        if not isinstance(n, (ir.Add, ir.Concat)) and tuple(n.inputs) != (prev,):
+            _fail(violations, n, f"reads {list(n.inputs)} instead of the previous layer '{prev}': netx is a "
+                  "chain of layers (no skip connections)", _NIR_WAY_OUT)
+        n_users = len(users.get(prev, []))
+        if n_users > 1:
+            violations.append((prev, f"feeds {n_users} layers: netx cannot express fan-out to several layers",
+                               _NIR_WAY_OUT))
+        prev = n.name
+    if violations:
+        return [], _dedupe(violations)
+    # 2. grouping
+    if_positions = [i for i, n in enumerate(nodes) if isinstance(n, IF)]
+    if not if_positions:
+        return [], [("graph", "no spiking neurons (IF) in the network", "convert a model with ReLU layers")]
+    last_if = if_positions[-1]
+    stages: list[Stage] = []
+    pending: ir.Node | None = None
+    for n in nodes[: last_if + 1]:
+        if isinstance(n, (ir.Conv2d, ir.Dense)):
+            if pending is not None:
+                _fail(violations, n, f"follows '{pending.name}' with no neuron in between (two linear layers)",
+                      "merge the two linear layers into one before export")
+            pending = n
+        elif isinstance(n, IF):
+            if pending is None:
+                _fail(violations, n, "the neuron does not follow a Conv/Gemm layer", _NIR_WAY_OUT)
+                continue
+            kind = "conv" if isinstance(pending, ir.Conv2d) else "dense"
+            stage = _linear_stage(kind, pending, n.name, shapes[n.name], violations)
+            if stage is not None:
+                stage.nodes = (pending.name, n.name)
+                stages.append(stage)
+            pending = None
+        elif pending is not None:
+            _fail(violations, n, f"sits between '{pending.name}' and its neuron: netx has no such layer",
+                  _NIR_WAY_OUT)
+        elif isinstance(n, (ir.AvgPool2d, ir.GlobalAvgPool)):
+            stage = _pool_as_conv(n, shapes[n.inputs[0]], shapes[n.name], violations)
+            if stage is not None:
+                stages.append(stage)
+        elif isinstance(n, (ir.Flatten, ir.Reshape)):
+            _add_flatten(n, shapes, stages, violations)
+        else:
+            _fail(violations, n, "no netx layer for this op between neurons", _NIR_WAY_OUT)
+    tail = nodes[last_if + 1:]
+    while tail and isinstance(tail[0], (ir.AvgPool2d, ir.GlobalAvgPool)) and any(
+            isinstance(t, (ir.Dense, ir.Conv2d)) for t in tail[1:]):
+        stage = _pool_as_conv(tail[0], shapes[tail[0].inputs[0]], shapes[tail[0].name], violations)
+        if stage is not None:
+            stages.append(stage)
+        tail = tail[1:]
+    if not tail:
+        violations.append((nodes[-1].name, "the network ends in a neuron: a readout Gemm/Linear layer is needed",
+                           "end the model with a Linear/Gemm layer producing the logits"))
+        return stages, _dedupe(violations)
+    readout_in = tail[0].inputs[0]
+    readout = _fold_tail(graph, tail, readout_in, violations)
+    if readout is not None:
+        if len(shapes[readout_in]) == 3:
+            stages.append(Stage("flatten", f"{readout_in}/flatten", (), (int(np.prod(shapes[readout_in])),)))
+        stages.append(readout)
+    return stages, _dedupe(violations)
+
+
+def _add_flatten(n: ir.Node, shapes, stages: list[Stage], out: list[Violation]) -> None:
+    in_shape, out_shape = tuple(shapes[n.inputs[0]]), tuple(shapes[n.name])
+    if in_shape == out_shape:
+        return  # identity
+    if len(out_shape) != 1:
+        _fail(out, n, f"reshape {in_shape} -> {out_shape}: netx only flattens (C, H, W) to (N,)", _NIR_WAY_OUT)
+        return
+    if len(in_shape) == 3:
+        stages.append(Stage("flatten", n.name, (n.name,), out_shape))
+
+
+def _dedupe(violations: list[Violation]) -> list[Violation]:
+    seen, out = set(), []
+    for v in violations:
+        if v not in seen:
+            seen.add(v)
+            out.append(v)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Scale search
+# ----------------------------------------------------------------------------------------------------------
+
+
+def _q_weight(w: np.ndarray, s: float) -> np.ndarray:
+    return np.clip(2.0 * np.round(w * s / 2.0), -256, 254)
+
+
+def _q_bias(b: np.ndarray, s: float, bias_unit: float, limit: int) -> np.ndarray:
+    return np.clip(np.round(b * s * bias_unit), -limit, limit)
+
+
+def no_clip_scale(w: np.ndarray) -> float:
+    """The largest S for which 2·round(w·S/2) stays in [-256, 254] without clipping."""
+    hi, lo = float(np.max(w)), float(np.min(w))
+    bounds = [255.0 / hi if hi > 0 else math.inf, 257.0 / -lo if lo < 0 else math.inf]
+    s = min(bounds)
+    return s if math.isfinite(s) else 1.0
+
+
+def search_scale(w: np.ndarray, b: np.ndarray | None = None, *, s_max: float = math.inf, bias_unit: float = 1.0,
+                 bias_limit: int = 4095, tolerance: float = 0.01, points: int = 64,
+                 weight_unit: np.ndarray | None = None) -> float:
+    """The scale S minimizing the quantization error of (w, b), largest S within ``tolerance`` of the minimum.
+
+    See the module docstring for the objective. ``s_max`` bounds S (hardware or overflow limits); the result
+    is always <= s_max. ``bias_unit`` converts S into bias units (1 for CUBA; 1/4096 for SDNN, whose bias is
+    added as ``bias << 12`` to an accumulator in weight·message units). ``weight_unit`` (per weight) converts
+    weight errors into the bias's units when ``w`` is per message unit (SDNN: the input's message units).
+    """
+    w = np.asarray(w, np.float64).reshape(-1)
+    unit = np.ones_like(w) if weight_unit is None else np.broadcast_to(np.asarray(weight_unit, np.float64).reshape(-1), w.shape)
+    b = None if b is None or not np.any(b) else np.asarray(b, np.float64).reshape(-1)
+    if not np.any(w):
+        return float(min(s_max, 1.0))
+    s0 = no_clip_scale(w)
+    hi = min(4.0 * s0, s_max)
+    lo = min(s0 / 16.0, hi)
+    cands = np.unique(np.concatenate([np.geomspace(lo, hi, points), [min(s0, s_max)]]))
+    norm = float(np.sum((w * unit) ** 2) + (0.0 if b is None else np.sum(b ** 2)))
+    c = cands[:, None]
+    err = np.sum(((_q_weight(w[None, :], c) / c - w[None, :]) * unit[None, :]) ** 2, axis=1)
+    if b is not None:
+        qb = _q_bias(b[None, :], c, bias_unit, bias_limit) / (c * bias_unit)
+        err = err + np.sum((qb - b[None, :]) ** 2, axis=1)
+    err = err / norm
+    ok = np.nonzero(err <= err.min() * (1.0 + tolerance) + 1e-18)[0]
+    return float(cands[ok.max()])
+
+
+@dataclass(frozen=True)
+class LayerQuantization:
+    """What quantization did to one netx layer (the per-layer report).
+
+    scale: the layer's reference scale (CUBA: the threshold scale V+1, i.e. vThMant+1 per unit threshold;
+    SDNN: the median per-channel weight scale). scale_min/scale_max: range of the per-output-channel weight
+    scales. weight_error / bias_error: relative L2 error ‖Q/S − x‖/‖x‖. threshold_min/max: CUBA effective
+    thresholds per channel in normalized units ((vThMant+1)/S_c; 1 = the converted graph's); SDNN: the
+    delta threshold per channel. message_unit_min: SDNN: smallest message units per normalized unit.
+    """
+
+    index: int
+    type: str
+    name: str
+    nodes: tuple[str, ...]
+    scale: float
+    vth_mant: int | None
+    weight_max: int | None
+    weight_error: float | None
+    bias_error: float | None
+    weights_clipped: int = 0
+    biases_clipped: int = 0
+    scale_min: float | None = None
+    scale_max: float | None = None
+    threshold_min: float | None = None
+    threshold_max: float | None = None
+    message_unit_min: float | None = None
+    notes: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True, eq=False)
+class HostLayer:
+    """The first linear op, computed on the host when the netx input layer is driven by its current.
+
+    ``bias_mant = clip(round((W·x + b)·scale), -limit, limit)`` with W, b in the units of the raw input x
+    (PyTorch layouts); the result has the netx input layer's (C, H, W) or (N,) shape.
+    """
+
+    kind: str  # "conv" or "dense"
+    weight: np.ndarray
+    bias: np.ndarray | None
+    in_shape: tuple[int, ...]
+    scale: float
+    limit: int
+    stride: tuple[int, int] = (1, 1)
+    padding: tuple[int, int] = (0, 0)
+    dilation: tuple[int, int] = (1, 1)
+    groups: int = 1
+
+    def current(self, x: np.ndarray) -> np.ndarray:
+        """Float input current (W·x + b) for x (N, *in_shape), float64."""
+        xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float64))
+        w = torch.from_numpy(np.asarray(self.weight, np.float64))
+        with torch.no_grad():
+            if self.kind == "conv":
+                y = torch.nn.functional.conv2d(xt, w, stride=self.stride, padding=self.padding,
+                                               dilation=self.dilation, groups=self.groups)
+            else:
+                y = xt.reshape(len(xt), -1) @ w.T
+        y = y.numpy()
+        if self.bias is not None:
+            y = y + np.asarray(self.bias, np.float64).reshape((-1,) + (1,) * (y.ndim - 2))
+        return y
+
+    def bias_mant(self, x: np.ndarray) -> np.ndarray:
+        return np.clip(np.rint(self.current(x) * self.scale), -self.limit, self.limit).astype(np.int64)
+
+    def to_dict(self) -> dict:
+        return {"kind": self.kind, "weight": np.asarray(self.weight).tolist(),
+                "bias": None if self.bias is None else np.asarray(self.bias).tolist(),
+                "in_shape": list(self.in_shape), "scale": self.scale, "limit": self.limit,
+                "stride": list(self.stride), "padding": list(self.padding), "dilation": list(self.dilation),
+                "groups": self.groups}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "HostLayer":
+        return cls(kind=str(d["kind"]), weight=np.asarray(d["weight"], np.float64),
+                   bias=None if d["bias"] is None else np.asarray(d["bias"], np.float64),
+                   in_shape=tuple(int(v) for v in d["in_shape"]), scale=float(d["scale"]), limit=int(d["limit"]),
+                   stride=tuple(d["stride"]), padding=tuple(d["padding"]), dilation=tuple(d["dilation"]),
+                   groups=int(d["groups"]))
+
+
+@dataclass(frozen=True)
+class QuantizedNetwork:
+    """A netx network plus what is needed to drive and decode it.
+
+    input_scale: integer input per unit of x (CUBA ``pixels``: bias_mant = round(x·input_scale); SDNN: a_in);
+        with ``host_layer`` the input layer's bias comes from it instead.
+    readout_scale: integer readout units per ANN output unit, scalar or per output (CUBA: per step; SDNN:
+        Sigma units).
+    readout_bias: float readout bias in ANN output units, added exactly on the host when decoding (CUBA also
+        holds it, quantized, as the readout layer's bias).
+    output_unit: ANN value of one readout unit (the converted graph's output unit, per output).
+    """
+
+    network: NetxNetwork
+    neuron: str
+    layers: tuple[LayerQuantization, ...]
+    input_scale: int
+    readout_scale: float | np.ndarray
+    readout_bias: np.ndarray | None
+    output_unit: np.ndarray
+    options: QuantizationOptions
+    warnings: tuple[str, ...] = ()
+    host_layer: HostLayer | None = None
+
+    @property
+    def latency(self) -> int:
+        """Lava layer index of the readout = steps from the input neuron to the readout."""
+        return sum(1 for layer in self.network.layers if not isinstance(layer, FlattenLayer)) - 1
+
+
+def _rowwise(w: np.ndarray) -> np.ndarray:
+    return w.reshape(w.shape[0], -1)
+
+
+def _broadcast_in(w: np.ndarray, per_input: np.ndarray, groups: int = 1) -> np.ndarray:
+    """``w`` with each input channel/feature i multiplied by ``per_input[i]`` (conv groups honoured)."""
+    per_input = np.asarray(per_input, np.float64)
+    if w.ndim == 2:
+        return w * per_input[None, :]
+    co, cig = w.shape[:2]
+    idx = (np.arange(co) // (co // groups))[:, None] * cig + np.arange(cig)[None, :]
+    return w * per_input[idx][:, :, None, None]
+
+
+def _per_row(values: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """A per-output-channel vector shaped to broadcast against ``w``."""
+    return np.asarray(values, np.float64).reshape((-1,) + (1,) * (w.ndim - 1))
+
+
+def _layer_report(index: int, ltype: str, stage: Stage, scale: float, vth: int | None, w: np.ndarray,
+                  w_int: np.ndarray, s_rows: np.ndarray, b: np.ndarray | None, b_int: np.ndarray | None,
+                  b_div: np.ndarray | None, **extra) -> LayerQuantization:
+    """Errors of a layer quantized with per-row scales ``s_rows`` (bias_int = b·b_div)."""
+    sr = _per_row(s_rows, w)
+    werr = float(np.linalg.norm(w_int / sr - w) / max(np.linalg.norm(w), 1e-300))
+    wclip = int(np.count_nonzero(np.abs(w * sr - w_int) > 1.0 + 1e-9))
+    berr, bclip = None, 0
+    if b is not None and np.any(b):
+        qb = (np.zeros_like(b) if b_int is None else b_int) / b_div
+        berr = float(np.linalg.norm(qb - b) / np.linalg.norm(b))
+        bclip = int(np.count_nonzero(np.abs(b * b_div - (0 if b_int is None else b_int)) > 0.5 + 1e-9))
+    return LayerQuantization(
+        index=index, type=ltype, name=stage.name, nodes=stage.nodes, scale=float(scale), vth_mant=vth,
+        weight_max=int(np.abs(w_int).max()), weight_error=werr, bias_error=berr, weights_clipped=wclip,
+        biases_clipped=bclip, scale_min=float(np.min(s_rows)), scale_max=float(np.max(s_rows)), **extra)
+
+
+def _netx_layer(stage: Stage, w_int: np.ndarray, b_int: np.ndarray | None, neuron: NeuronParams | None):
+    if stage.kind in ("conv", "pool"):
+        return ConvLayer(weight=w_int, shape=stage.out_shape, neuron=neuron, stride=stage.stride,
+                         padding=stage.padding, dilation=stage.dilation, groups=stage.groups, bias=b_int)
+    return DenseLayer(weight=w_int, neuron=neuron, bias=b_int)
+
+
+def _nonzero_int_bias(b: np.ndarray | None) -> np.ndarray | None:
+    return None if b is None or not np.any(b) else b.astype(np.int64)
+
+
+def layer_kind(stage: Stage) -> str:
+    return {"conv": "conv", "pool": "conv", "dense": "dense", "readout": "dense", "flatten": "flatten"}[stage.kind]
+
+
+def _flatten_vector(vec: np.ndarray, stage: Stage) -> np.ndarray:
+    """A per-channel vector expanded to the C·H·W features of a flatten."""
+    vec = np.asarray(vec, np.float64).reshape(-1)
+    n = int(np.prod(stage.out_shape))
+    return np.repeat(vec, n // len(vec)) if len(vec) != n else vec
+
+
+def quantize(stages: list[Stage], input_shape: tuple[int, ...], *, input_max: float, input_unit: float,
+             output_unit: np.ndarray, options: QuantizationOptions, profile: LoihiProfile = LOIHI2,
+             activation_max: dict[str, tuple[np.ndarray, np.ndarray]] | None = None,
+             scale_caps: dict[str, float] | None = None) -> QuantizedNetwork:
+    """Integer netx network from lowered stages (see the module docstring for the arithmetic).
+
+    input_max: largest |x| the input will see (from calibration; 1 for images in [0, 1]).
+    input_unit: the converted graph's value of one input unit (its first-layer weights are w·input_unit).
+    activation_max: SDNN: per stage name, per output channel (largest normalized activation, largest |W·y|),
+        from calibration.
+    scale_caps: extra factors (<= 1) on the scales of a stage, by name (from overflow repair).
+    """
+    caps = dict(scale_caps or {})
+    if options.neuron == "cuba":
+        return _quantize_cuba(stages, input_shape, input_max, input_unit, output_unit, options, profile, caps)
+    return _quantize_sdnn(stages, input_shape, input_max, input_unit, output_unit, options, profile,
+                          activation_max or {}, caps)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# CUBA
+# ----------------------------------------------------------------------------------------------------------
+
+
+def _quantize_cuba(stages, input_shape, input_max, input_unit, output_unit, options, profile, caps):
+    warnings: list[str] = []
+    x_max = float(input_max) if input_max > 0 else 1.0
+    host = None
+    first = stages[0] if stages else None
+    if options.input_layer == "current" and first is not None and first.kind in ("conv", "dense"):
+        # the first IF layer becomes the input layer, driven by its constant analog current as bias:
+        # current 1 (= threshold per step) maps to the largest bias, so rates up to 1 are resolved to 1/4095
+        s1 = float(profile.bias_max)
+        vth1 = int(math.ceil(s1)) - 1
+        host = HostLayer(kind=first.kind, weight=first.weight / input_unit, bias=first.bias,
+                         in_shape=tuple(input_shape), scale=s1, limit=profile.bias_max, stride=first.stride,
+                         padding=first.padding, dilation=first.dilation, groups=first.groups)
+        layers: list = [InputLayer(tuple(first.out_shape), NeuronParams.cuba(vth1), transform_weight=int(s1))]
+        reports = [LayerQuantization(0, "input", first.name, first.nodes, s1, vth1, None, None, None,
+                                     threshold_min=(vth1 + 1) / s1, threshold_max=(vth1 + 1) / s1,
+                                     notes=(f"host computes bias_mant = clip(round(({first.kind}(x) + b)*{s1:g}), "
+                                            f"+-{profile.bias_max}) (the first layer's analog current)",))]
+        stages = stages[1:]
+        theta = np.ones(first.out_shape[0])
+        s_in = int(s1)
+    else:
+        s_in = int(min(profile.bias_max, _U_LIMIT - 1) // x_max)
+        if s_in < 1:
+            raise ValueError(f"input values up to {x_max} cannot be represented by a 13-bit bias")
+        vth_in = int(math.ceil(s_in * x_max / options.input_rate)) - 1
+        # one input spike stands for x_max / input_rate units of x; the graph's weights assume input_unit
+        carry = (x_max / options.input_rate) / input_unit
+        layers = [InputLayer(tuple(input_shape), NeuronParams.cuba(vth_in), transform_weight=s_in)]
+        reports = [LayerQuantization(0, "input", "input", (), float(s_in), vth_in, None, None, None,
+                                     threshold_min=(vth_in + 1) / (s_in * x_max),
+                                     threshold_max=(vth_in + 1) / (s_in * x_max),
+                                     notes=(f"bias_mant = round(x*{s_in}); fires every "
+                                            f"{1 / options.input_rate:g} step(s) at x = {x_max:g}",))]
+        theta = np.full(input_shape[0], carry)
+    readout_scale, readout_bias = 1.0, None
+    for stage in stages:
+        index = len(layers)
+        if stage.kind == "flatten":
+            layers.append(FlattenLayer())
+            reports.append(LayerQuantization(index, "flatten", stage.name, stage.nodes, 1.0, None, None, None, None))
+            theta = _flatten_vector(theta, stage)
+            continue
+        if stage.kind == "pool":  # weight 2 per tap and threshold 2·k: exact; spike values θ pass through
+            k = int(np.prod(stage.weight.shape[2:]))
+            w_int = np.full(stage.weight.shape, 2, dtype=np.int64)
+            vth = 2 * k - 1
+            layers.append(_netx_layer(stage, w_int, None, NeuronParams.cuba(vth, 4096, 0)))
+            reports.append(_layer_report(index, "conv", stage, 2.0 * k, vth, stage.weight, w_int,
+                                         np.full(w_int.shape[0], 2.0 * k), None, None, None,
+                                         threshold_min=float(theta.min()), threshold_max=float(theta.max())))
+            continue
+        w = _broadcast_in(stage.weight, theta, stage.groups)
+        b = stage.bias
+        cap = caps.get(stage.name, 1.0)
+        if stage.kind == "readout":
+            # Σ_t |W·s_t| <= T · max row Σ|W| because every rate is <= 1: the 24-bit u never wraps
+            row = float(np.abs(_rowwise(w)).sum(axis=1).max())
+            b_abs = 0.0 if b is None else float(np.abs(b).max())
+            t_max = int(options.max_timesteps)
+            s_cap = cap * 0.98 * _U_LIMIT / max(t_max * row + b_abs, 1e-12)
+            s = search_scale(w, b, s_max=s_cap, bias_limit=profile.bias_max, tolerance=options.scale_tolerance)
+            w_int = _q_weight(w, s)
+            b_int = None if b is None else _q_bias(b, s, 1.0, profile.bias_max)
+            if not np.any(w_int):
+                raise ValueError(f"readout '{stage.name}' quantizes to all-zero weights (scale {s:.3g})")
+            layers.append(_netx_layer(stage, w_int, _nonzero_int_bias(b_int), None))
+            reports.append(_layer_report(index, "dense", stage, s, None, w, w_int, np.full(w.shape[0], s), b, b_int,
+                                         s, notes=(f"readout: v/64 = sum_t W s_t + bias; sized for T <= {t_max}",)))
+            readout_scale, readout_bias = s, b
+            continue
+        # per output channel c: S_c; shared threshold V = vThMant + 1; the channel fires at Σ w·s >= V/S_c
+        rows = _rowwise(w)
+        v_limit = min(profile.vth_max, _U_LIMIT - 1) + 1
+        s_star = np.array([search_scale(rows[o], None if b is None else b[o:o + 1], s_max=cap * v_limit,
+                                        bias_limit=profile.bias_max, tolerance=options.scale_tolerance)
+                           for o in range(rows.shape[0])])
+        v1 = float(min(np.percentile(s_star, options.threshold_percentile), v_limit))
+        vth = max(int(math.ceil(v1)) - 1, 0)
+        s_rows = np.clip(s_star, (vth + 1) / options.threshold_max, float(vth + 1))
+        w_int = _q_weight(w, _per_row(s_rows, w))
+        if not np.any(w_int):
+            raise ValueError(f"layer '{stage.name}' quantizes to all-zero weights (scale {v1:.3g})")
+        b_int = None if b is None else _q_bias(b, s_rows, 1.0, profile.bias_max)
+        theta = (vth + 1) / s_rows
+        layers.append(_netx_layer(stage, w_int, _nonzero_int_bias(b_int), NeuronParams.cuba(vth, 4096, 0)))
+        reports.append(_layer_report(index, layer_kind(stage), stage, float(vth + 1), vth, w, w_int, s_rows, b, b_int,
+                                     s_rows, threshold_min=float(theta.min()), threshold_max=float(theta.max())))
+    net = NetxNetwork(tuple(layers))
+    return QuantizedNetwork(net, "cuba", tuple(reports), s_in, float(readout_scale), readout_bias,
+                            np.asarray(output_unit, np.float64), options, tuple(warnings), host)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# SDNN
+# ----------------------------------------------------------------------------------------------------------
+
+_REGISTER_USE = 0.8  # use at most this fraction of a synapse register (24-bit conv, 32-bit dense/Sigma)
+
+
+def _stats(stage: Stage, w_eff: np.ndarray, prev_max: np.ndarray, options, act_max) -> tuple[np.ndarray, np.ndarray]:
+    """Per output channel (largest activation, largest |W·y|): calibrated, else bounded from the inputs."""
+    n_out = w_eff.shape[0]
+    guaranteed = np.abs(_rowwise(_broadcast_in(w_eff, prev_max, stage.groups))).sum(axis=1)
+    y, syn = act_max.get(stage.name, (None, None))
+    y = np.full(n_out, options.sdnn_activation_max) if y is None else np.broadcast_to(np.asarray(y, np.float64), (n_out,))
+    syn = guaranteed if syn is None else np.minimum(np.broadcast_to(np.asarray(syn, np.float64), (n_out,)), guaranteed)
+    return np.maximum(y, 1e-6), np.maximum(syn, 1e-6)
+
+
+def _quantize_sdnn(stages, input_shape, input_max, input_unit, output_unit, options, profile, act_max, caps):
+    """SDNN layers with per-output-channel scales (exact by ReLU homogeneity).
+
+    m (per input channel/feature) is the message units per normalized unit arriving at a layer. A layer's
+    row o has float weights r_o = w_o / m; its accumulator scale K_o (Σ units per normalized unit) is the
+    weight-optimal scale of r_o, capped so that K_o·max|W·y|_o fits the synapse register (80% of 2^23 for
+    conv, 2^31 for dense/Sigma) and the outgoing messages K_o/64·max y_o fit 16 bits. Then W = Q(r·K),
+    bias = round(b·K/4096), and the layer sends messages in units M_o = K_o/64.
+    """
+    warnings: list[str] = []
+    x_max = float(input_max) if input_max > 0 else 1.0
+    x_snn_max = x_max / input_unit  # the graph's input value is x / input_unit
+    s_in_max = int(_MESSAGE_MAX // (64 * x_max))  # Delta input: a_in = round(x·S_in) sends a_in·64 (16 bits)
+    if s_in_max < 1:
+        raise ValueError(f"input values up to {x_max} do not fit a 16-bit SDNN message")
+    s_in = _sdnn_input_scale(stages, input_shape, x_snn_max, input_unit, s_in_max, options, act_max, caps)
+    c_in = input_shape[0]
+    m = np.full(c_in, 64.0 * s_in * input_unit)  # message units per unit of the graph's input value
+    prev_max = np.full(c_in, x_snn_max)
+    vth_in = int(math.floor(options.sdnn_threshold * s_in * input_unit))
+    layers: list = [InputLayer(tuple(input_shape), NeuronParams.sdnn(vth_mant=vth_in), transform_weight=s_in)]
+    reports = [LayerQuantization(0, "input", "input", (), float(s_in), vth_in, None, None, None,
+                                 message_unit_min=64.0 * s_in,
+                                 notes=(f"a_in = round(x*{s_in}) every step (Delta input)",))]
+    readout_scale, readout_bias = 1.0, None
+    for stage in stages:
+        index = len(layers)
+        if stage.kind == "flatten":
+            layers.append(FlattenLayer())
+            reports.append(LayerQuantization(index, "flatten", stage.name, stage.nodes, 1.0, None, None, None, None))
+            m, prev_max = _flatten_vector(m, stage), _flatten_vector(prev_max, stage)
+            continue
+        cap = caps.get(stage.name, 1.0)
+        if stage.kind == "pool":  # constant kernel 2·j per channel (S = 2·k·j): exact; j keeps M unless capped
+            k = int(np.prod(stage.weight.shape[2:]))
+            s_msg = float(np.min(64.0 * _MESSAGE_MAX / (prev_max * m)))
+            s_reg = float(np.min(_REGISTER_USE * (1 << 23) / (prev_max * m)))
+            j_max = max(1, min(127, int(math.floor(cap * min(s_msg, s_reg) / (2 * k)))))
+            j = max(1, min(j_max, int(round(64.0 / (2 * k)))))
+            w_int = np.full(stage.weight.shape, 2 * j, dtype=np.int64)
+            m_out = m * (2.0 * k * j) / 64.0
+            vth = int(math.floor(options.sdnn_threshold * float(m_out.min()) / 64.0))
+            layers.append(_netx_layer(stage, w_int, None, NeuronParams.sdnn(vth_mant=vth)))
+            reports.append(_layer_report(index, "conv", stage, 2.0 * k * j, vth, stage.weight, w_int,
+                                         np.full(w_int.shape[0], 2.0 * k * j), None, None, None,
+                                         threshold_min=float(vth * 64.0 / m_out.max()),
+                                         threshold_max=float(vth * 64.0 / m_out.min()),
+                                         message_unit_min=float(m_out.min())))
+            m = m_out
+            continue
+        w, b = stage.weight, stage.bias
+        r = _broadcast_in(w, 1.0 / m, stage.groups)  # weights per message unit
+        y_max, syn_max = _stats(stage, w, prev_max, options, act_max)
+        reg = (1 << 23) if stage.kind == "conv" else (1 << 31)
+        k_cap = cap * _REGISTER_USE * reg / syn_max
+        if stage.kind != "readout":
+            k_cap = np.minimum(k_cap, 64.0 * _MESSAGE_MAX / y_max)
+        rows = _rowwise(r)
+        units = _rowwise(_broadcast_in(np.ones_like(w), m, stage.groups))  # message units of each weight's input
+        k_rows = np.array([search_scale(rows[o], None if b is None or stage.kind == "readout" else b[o:o + 1],
+                                        s_max=float(k_cap[o]), bias_unit=1.0 / 4096, bias_limit=profile.bias_max,
+                                        tolerance=options.scale_tolerance, weight_unit=units[o])
+                           for o in range(rows.shape[0])])
+        w_int = _q_weight(r, _per_row(k_rows, r))
+        if not np.any(w_int):
+            raise ValueError(f"layer '{stage.name}' quantizes to all-zero weights")
+        # report errors against the weights per normalized input unit (scales K_o / m, per row and input)
+        w_err_ref = _broadcast_in(w, np.ones_like(m), stage.groups)
+        eff_rows = k_rows / float(np.median(m))
+        if stage.kind == "readout":
+            layers.append(_netx_layer(stage, w_int, None, NeuronParams.sdnn(sigma_output=True)))
+            reports.append(_layer_report(
+                index, "dense", stage, float(np.median(eff_rows)), None, r, w_int, k_rows, None, None, None,
+                notes=("Sigma output: logits = sigma / readout_scale + bias (bias added on the host)",)))
+            readout_scale, readout_bias = k_rows, b
+            continue
+        b_int = None if b is None else _q_bias(b, k_rows, 1.0 / 4096, profile.bias_max)
+        if b is not None and np.any(np.abs(b * k_rows / 4096) > profile.bias_max + 0.5):
+            warnings.append(f"{stage.name}: biases clipped to 13 bits")
+        m_out = k_rows / 64.0
+        vth = int(math.floor(options.sdnn_threshold * float(m_out.min()) / 64.0))
+        layers.append(_netx_layer(stage, w_int, _nonzero_int_bias(b_int), NeuronParams.sdnn(vth_mant=vth)))
+        reports.append(_layer_report(index, layer_kind(stage), stage, float(np.median(eff_rows)), vth, r, w_int,
+                                     k_rows, b, b_int, k_rows / 4096,
+                                     threshold_min=float(vth * 64.0 / m_out.max()),
+                                     threshold_max=float(vth * 64.0 / m_out.min()),
+                                     message_unit_min=float(m_out.min())))
+        del w_err_ref
+        m, prev_max = m_out, y_max
+    net = NetxNetwork(tuple(layers))
+    return QuantizedNetwork(net, "sdnn", tuple(reports), s_in, np.asarray(readout_scale, np.float64), readout_bias,
+                            np.asarray(output_unit, np.float64), options, tuple(warnings))
+
+
+def _sdnn_input_scale(stages, input_shape, x_max, input_unit, s_in_max, options, act_max, caps) -> int:
+    """S_in: the largest that lets the first weighted layer use its weight-optimal scales in its register."""
+    first = next((st for st in stages if st.kind != "flatten"), None)
+    if first is None or first.kind == "pool":
+        return s_in_max
+    prev = np.full(input_shape[0] if first.kind == "conv" else int(np.prod(input_shape)), x_max)
+    y_max, syn_max = _stats(first, first.weight, prev, options, act_max)
+    reg = (1 << 23) if first.kind == "conv" else (1 << 31)
+    k_cap = caps.get(first.name, 1.0) * _REGISTER_USE * reg / syn_max
+    if first.kind != "readout":
+        k_cap = np.minimum(k_cap, 64.0 * _MESSAGE_MAX / y_max)
+    rows = _rowwise(first.weight)
+    s_rows = np.array([search_scale(rows[o], tolerance=options.scale_tolerance) for o in range(rows.shape[0])])
+    m0 = float(np.min(k_cap / s_rows))  # K_o = S_o·m0 must stay under its cap for every row
+    s_in = int(m0 // (64.0 * input_unit))
+    floor_in = max(1, min(s_in_max, int(32 // max(x_max * input_unit, 1e-12))))  # at least ~5 bits of input
+    return int(min(s_in_max, max(s_in, floor_in)))

@@ -1,0 +1,149 @@
+"""Simulation throughput vs the ANN's own forward pass x T, and vs SpikingJelly 2.0.0.
+
+    python benchmarks/throughput.py --model vgg_avgpool --T 64 --batch 100 --threads 2 --reps 5
+
+Everything that is compared is measured in the SAME process run, interleaved, on the same batch with
+the same number of threads: per repetition, the ANN forward (torch, ann2snn's IR reference kernels;
+mean of 5 calls) and one simulation of T steps per simulator configuration. Reported: the median over
+repetitions of sim_time / (T x ANN forward time) and its min/max (the noise), image-timesteps per
+second, and peak RSS (each configuration again in a fresh subprocess, so the figures are separate).
+SpingJelly runs in its own venv (benchmarks/.venv-sj) and reports its ratio against its own torch
+ANN forward measured in that process; its throughput is compared in img-steps/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import ROOT, converted, export_ir, load_model_data, machine, peak_rss_mb, run_sj  # noqa: E402
+
+CONFIGS = {  # name -> simulate kwargs
+    "fp32_chunk8": dict(synaptic_dtype="float32", time_chunk=8),
+    "fp32_chunk4": dict(synaptic_dtype="float32", time_chunk=4),
+    "fp32_chunk16": dict(synaptic_dtype="float32", time_chunk=16),
+    "bf16_chunk8": dict(synaptic_dtype="bfloat16", time_chunk=8),
+    "bf16_chunk4": dict(synaptic_dtype="bfloat16", time_chunk=4),
+    "default": dict(),
+}
+
+
+def ann_forward(net, xb):
+    from ann2snn.ir.reference import run_tensors
+
+    g = net.ann
+    with torch.inference_mode():
+        return run_tensors(g, {g.inputs[0].name: xb}, {g.outputs[0]})
+
+
+def rss_child(a, cfg: str) -> float:
+    """Peak RSS (MB) of a fresh process that loads the network and runs one simulation."""
+    code = (f"import sys, torch; torch.set_num_threads({a.threads}); sys.path.insert(0, {str(ROOT / 'benchmarks')!r});"
+            f"from common import *; p, cx, tx, ty, _ = load_model_data({a.model!r}, n_test={a.batch});"
+            f"net = converted({a.model!r}, p, cx);"
+            + ("" if cfg == "none" else f"net.simulate(tx, [{a.T}], batch_size={a.batch}, **{CONFIGS[cfg]!r});")
+            + "print(peak_rss_mb())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    return float(out.stdout.strip().splitlines()[-1]) if out.returncode == 0 else float("nan")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", default="vgg_avgpool")
+    ap.add_argument("--T", type=int, default=64)
+    ap.add_argument("--batch", type=int, default=100)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--configs", nargs="+", default=list(CONFIGS))
+    ap.add_argument("--sj", action="store_true", help="also measure SpikingJelly 2.0.0 (needs benchmarks/.venv-sj)")
+    ap.add_argument("--sj-mode", default="99.9%")
+    ap.add_argument("--rss", action="store_true", help="peak RSS per configuration (fresh subprocesses)")
+    ap.add_argument("--json", default=None, help="write the results here")
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    path, cx, tx, ty, _ = load_model_data(a.model, n_test=a.batch)
+    net = converted(a.model, path, cx)
+    x = tx[:a.batch]
+    xb = torch.from_numpy(x)
+    T = a.T
+    ann_forward(net, xb)
+    for c in a.configs:  # warm-up
+        net.simulate(x, [4], batch_size=a.batch, **CONFIGS[c])
+    # each simulation is paired with an ANN measurement taken just before it (5 forwards, mean): wall
+    # clock and process CPU time (less sensitive to other processes taking the cores)
+    runs = {c: [] for c in a.configs}
+    ratios = {c: [] for c in a.configs}
+    cpu_ratios = {c: [] for c in a.configs}
+    ann_s = []
+    for r in range(a.reps):
+        for c in a.configs:
+            t0, c0 = time.perf_counter(), time.process_time()
+            for _ in range(5):
+                ann_forward(net, xb)
+            f, fc = (time.perf_counter() - t0) / 5, (time.process_time() - c0) / 5
+            ann_s.append(f)
+            t0, c0 = time.perf_counter(), time.process_time()
+            net.simulate(x, [T], batch_size=a.batch, **CONFIGS[c])
+            s, sc = time.perf_counter() - t0, time.process_time() - c0
+            runs[c].append(s)
+            ratios[c].append(s / (f * T))
+            cpu_ratios[c].append(sc / (fc * T))
+        print(f"rep {r}: ann {ann_s[-1] * 1e3:.1f} ms; " +
+              ", ".join(f"{c} {ratios[c][-1]:.2f}/{cpu_ratios[c][-1]:.2f}" for c in a.configs), file=sys.stderr,
+              flush=True)
+    res = {"machine": machine(), "model": a.model, "T": T, "batch": a.batch, "reps": a.reps,
+           "ann_forward_ms": [s * 1e3 for s in ann_s], "configs": {}}
+    for c in a.configs:
+        rr, cr = ratios[c], cpu_ratios[c]
+        res["configs"][c] = {"kwargs": CONFIGS[c], "sim_s": runs[c], "ratio_median": statistics.median(rr),
+                             "ratio_min": min(rr), "ratio_max": max(rr), "cpu_ratio_median": statistics.median(cr),
+                             "cpu_ratio_min": min(cr), "cpu_ratio_max": max(cr),
+                             "img_steps_per_s": a.batch * T / statistics.median(runs[c])}
+    if a.rss:
+        base = rss_child(a, "none")
+        res["rss_baseline_mb"] = base
+        for c in a.configs:
+            res["configs"][c]["peak_rss_mb"] = rss_child(a, c)
+    if a.sj:
+        with tempfile.TemporaryDirectory() as d:
+            d = Path(d)
+            export_ir(net.ann, d / "m.json", d / "m.npz")
+            np.savez(d / "data.npz", calib_x=cx[:500], test_x=x, test_y=ty[:a.batch])
+            sj = run_sj(["--spec", str(d / "m.json"), "--weights", str(d / "m.npz"), "--data", str(d / "data.npz"),
+                         "--mode", a.sj_mode, "--timesteps", str(T), "--throughput", "--reps", str(a.reps),
+                         "--batch", str(a.batch), "--threads", str(a.threads)])
+        sj["ratio_median"] = statistics.median(sj["ratio_vs_ann_xT"])
+        res["spikingjelly"] = sj
+        for c in a.configs:
+            res["configs"][c]["speedup_vs_sj"] = res["configs"][c]["img_steps_per_s"] / sj["img_steps_per_s"]
+    print(f"machine: {res['machine']}")
+    print(f"{a.model}, T={T}, batch {a.batch}, {a.threads} threads, {a.reps} reps; ANN forward median "
+          f"{statistics.median(ann_s) * 1e3:.1f} ms (min {min(ann_s) * 1e3:.1f}, max {max(ann_s) * 1e3:.1f})")
+    print(f"{'config':<14} {'wall sim/(T*ANN) med [min-max]':>30} {'CPU-time ratio':>20} {'img-steps/s':>12}"
+          f" {'vs SJ':>7} {'peak RSS MB':>12}")
+    for c, v in res["configs"].items():
+        print(f"{c:<14} {v['ratio_median']:>14.2f} [{v['ratio_min']:.2f}-{v['ratio_max']:.2f}]{'':>6}"
+              f" {v['cpu_ratio_median']:>8.2f} [{v['cpu_ratio_min']:.2f}-{v['cpu_ratio_max']:.2f}]"
+              f" {v['img_steps_per_s']:>12.0f} {v.get('speedup_vs_sj', float('nan')):>7.2f}"
+              f" {v.get('peak_rss_mb', float('nan')):>12.0f}")
+    if a.sj:
+        sj = res["spikingjelly"]
+        print(f"SpikingJelly {sj['spikingjelly']} ({sj['mode']}): ratio {sj['ratio_median']:.2f} vs its ANN x T, "
+              f"{sj['img_steps_per_s']:.0f} img-steps/s, peak RSS {sj['peak_rss_mb']:.0f} MB")
+    if a.json:
+        Path(a.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(a.json).write_text(json.dumps(res, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,111 @@
+"""ann2snn tune: search conversion settings for a target T on calibration data (never evaluation data)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from ann2snn.cli.common import load_images, output_dir, preprocessing_from_args, resolve_model
+from ann2snn.errors import DataError
+
+COMMAND = "tune"
+HELP = ("search threshold statistic, granularity, bias correction, v_init and max-pool mode for a target T, "
+        "scored on held-out calibration data; writes a config loadable with --config")
+log = logging.getLogger("ann2snn.cli")
+
+
+def add_arguments(p):
+    from ann2snn.config import ConversionConfig
+
+    d = ConversionConfig()
+    p.add_argument("model", metavar="MODEL", help="ONNX file or zoo model name")
+    p.add_argument("--target-timesteps", type=int, default=32, metavar="T",
+                   help="the T the conversion is tuned for (default 32)")
+    p.add_argument("--budget", type=int, metavar="N",
+                   help="the most candidates to score (default: the staged search, at most 20; more continues "
+                        "over the full grid)")
+    p.add_argument("--time-limit", type=float, metavar="SECONDS",
+                   help="start no candidate after this many seconds (results then depend on machine speed)")
+    p.add_argument("--strategy", choices=("staged", "grid"), default="staged",
+                   help="staged coordinate search from the defaults (default) or the full grid in a fixed order")
+    p.add_argument("--holdout-samples", type=int, metavar="N",
+                   help=f"cap on the held-out calibration images used for scoring (default: "
+                        f"{d.holdout_fraction:.0%} of the calibration data)")
+    p.add_argument("--out", help="output folder (default ann2snn_tune/<model name>)")
+    p.add_argument("--force", action="store_true", help="replace an existing output folder")
+    g = p.add_argument_group("fixed settings (not searched)")
+    g.add_argument("--seed", type=int, default=d.seed, help="seed of the held-out split and of every random choice")
+    g.add_argument("--signed", action="store_true", help="signed IF neurons")
+    g.add_argument("--input-encoding", choices=("analog", "poisson"), default=d.input_encoding)
+    g.add_argument("--config", help="JSON file with ConversionConfig fields for the settings not searched")
+    g = p.add_argument_group("calibration data (.npz with x/y or images/labels, or an IDX images file)")
+    g.add_argument("--calib", help="calibration data (default for zoo models: the bundled 1,000 training images)")
+    g.add_argument("--scale", type=float, help="multiply raw pixels by this (e.g. 0.00392156862745098 = 1/255)")
+    g.add_argument("--mean", help="subtract: a number or comma-separated per-channel values")
+    g.add_argument("--std", help="divide: a number or comma-separated per-channel values")
+    g.add_argument("--layout", choices=("NCHW", "NHWC"), help="the layout the model expects")
+
+
+def _calibration(args, manifest, input_shape):
+    """Calibration images only: the zoo sample's test split is never read."""
+    from ann2snn.data import load_zoo_sample
+
+    pre = preprocessing_from_args(args, manifest, input_shape)
+    if args.calib:
+        calib, _ = load_images(args.calib, pre, "calibration data")
+        return calib
+    if manifest is None:
+        raise DataError("--calib is required for models outside the zoo")
+    return load_zoo_sample(Path(manifest["model_path"]).parent).calib_x
+
+
+def _base_config(args):
+    from ann2snn.config import ConversionConfig
+
+    fields = {}
+    if args.config:
+        try:
+            fields = json.loads(Path(args.config).read_text())
+        except (OSError, ValueError) as e:
+            raise DataError(f"{args.config}: cannot read the config JSON: {e}") from None
+    fields.update(seed=args.seed, input_encoding=args.input_encoding)
+    if args.signed:
+        fields["signed"] = True
+    try:
+        return ConversionConfig.from_dict(fields)
+    except ValueError as e:
+        raise DataError(str(e)) from None
+
+
+def run(args) -> int:
+    from ann2snn.convert.pipeline import as_graph
+    from ann2snn.tune import tune
+
+    if args.target_timesteps < 1:
+        raise DataError(f"--target-timesteps must be a positive integer, got {args.target_timesteps}")
+    path, manifest = resolve_model(args.model)
+    graph = as_graph(path)
+    calib = _calibration(args, manifest, graph.inputs[0].shape)
+    name = manifest["name"] if manifest else Path(path).stem
+    target = Path(args.out) if args.out else Path("ann2snn_tune") / name
+    base = _base_config(args)
+    with output_dir(target, args.force) as tmp:
+        result = tune(graph, calib, args.target_timesteps, args.budget, time_limit=args.time_limit,
+                      base_config=base, strategy=args.strategy, holdout_samples=args.holdout_samples,
+                      progress=not args.quiet)
+        result.model = path
+        result.save(tmp)
+    b = result.best
+    print(f"{name}: {len(result.table)} candidate(s) scored on {result.holdout_samples} held-out calibration "
+          f"images at T={result.target_timesteps}"
+          + (f" (stopped by the {result.stopped_by})" if result.stopped_by else ""))
+    if result.baseline is not None:
+        print(f"  defaults: agreement with the ANN {100 * result.baseline['agreement']:.2f}%, "
+              f"output error {result.baseline['relative_error']:.4f}")
+    print(f"  chosen:   agreement with the ANN {100 * b['agreement']:.2f}%, output error {b['relative_error']:.4f}: "
+          + ", ".join(f"{k}={b[k]}" for k in ("norm", "granularity", "v_init", "bias_correction", "maxpool")))
+    print(f"wrote {target / 'config.json'}, {target / 'tune.json'}, {target / 'tune.md'}")
+    print(f"use it:  ann2snn convert {args.model} --config {target / 'config.json'}")
+    print(f"   or:   ann2snn convert {args.model} {result.command_flags()}")
+    return 0

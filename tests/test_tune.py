@@ -1,0 +1,110 @@
+"""``ann2snn.tune`` / ``ann2snn tune``: budgeted, seeded search on held-out calibration data only."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import ann2snn
+import ann2snn.data
+import ann2snn.tune
+from ann2snn.data import ZooSample, load_zoo_sample
+from ann2snn.errors import DataError
+from ann2snn.tune import NORMS, TuneResult, tune
+
+ZOO = Path(__file__).resolve().parents[1] / "model_zoo"
+NAME = "lenet_bn_maxpool"
+MODEL = str(ZOO / NAME / "model.onnx")
+
+pytestmark = pytest.mark.skipif(not Path(MODEL).is_file(), reason=f"zoo model {NAME} is absent")
+
+
+@pytest.fixture(scope="module")
+def calib():
+    return load_zoo_sample(NAME).calib_x[:60]
+
+
+class Poison:
+    """Evaluation data that fails the test on any use (tuning must never read it)."""
+
+    def __getattr__(self, name):
+        raise AssertionError(f"tuning touched the evaluation data (.{name})")
+
+    def __len__(self):
+        raise AssertionError("tuning touched the evaluation data (len)")
+
+    def __getitem__(self, item):
+        raise AssertionError("tuning touched the evaluation data ([])")
+
+    def __array__(self, *a, **k):
+        raise AssertionError("tuning touched the evaluation data (np.asarray)")
+
+    def __iter__(self):
+        raise AssertionError("tuning touched the evaluation data (iter)")
+
+
+def test_tune_is_budgeted_and_its_config_converts_and_round_trips(calib, tmp_path):
+    r = tune(MODEL, calib, 8, budget=3, holdout_samples=12)
+    assert isinstance(r, TuneResult) and len(r.table) == 3 and r.stopped_by == "candidate budget"
+    assert r.holdout_samples == 12 and r.fit_samples == 48
+    assert len(set(r.holdout_indices)) == 12 and all(0 <= i < len(calib) for i in r.holdout_indices)
+    c = r.config
+    assert c.calibration_timesteps == 8 and c.v_init in (0.0, 0.5) and c.bias_correction in (True, False)
+    assert c.norm in NORMS and (c.norm, c.granularity, c.maxpool) == (r.best["norm"], r.best["granularity"],
+                                                                    r.best["maxpool"])
+    for row in r.table:
+        assert 0 <= row["agreement"] <= 1 and row["relative_error"] >= 0
+    assert r.best["agreement"] >= max(row["agreement"] for row in r.table) - 1 / 12 - 1e-9
+    paths = r.save(tmp_path)
+    assert ann2snn.ConversionConfig.from_dict(json.loads(paths["config"].read_text())) == c
+    doc = json.loads(paths["tune"].read_text())
+    assert doc["format"] == "ann2snn-tune" and len(doc["table"]) == 3
+    assert "chosen" in paths["markdown"].read_text()
+    snn = ann2snn.convert(MODEL, calib, config=c)  # a tuned config has no 'auto' left: no second search
+    assert "auto_table" not in snn.info and snn.config.norm == c.norm
+
+
+def test_tune_is_reproducible(calib):
+    a = tune(MODEL, calib, 8, budget=2, holdout_samples=12)
+    b = tune(MODEL, calib, 8, budget=2, holdout_samples=12)
+    strip = [{k: v for k, v in row.items() if k != "seconds"} for row in a.table]
+    assert strip == [{k: v for k, v in row.items() if k != "seconds"} for row in b.table]
+    assert a.config == b.config and a.holdout_indices == b.holdout_indices
+
+
+def test_grid_order_time_limit_and_callable_module(calib):
+    r = tune(MODEL, calib, 4, budget=2, strategy="grid", holdout_samples=8)
+    assert [(row["stage"], row["norm"], row["granularity"], row["v_init"], row["bias_correction"], row["maxpool"])
+            for row in r.table] == [("grid", "max", "channel", 0.5, False, "pre_neuron"),
+                                    ("grid", "max", "channel", 0.5, False, "cumulative")]
+    with pytest.raises(DataError, match="no candidate"):
+        tune(MODEL, calib, 4, time_limit=0.0, holdout_samples=8)
+    assert callable(ann2snn.tune)  # the module is callable: ann2snn.tune(...) == ann2snn.tune.tune(...)
+
+
+def test_cli_tune_never_reads_evaluation_data(calib, tmp_path, monkeypatch, capsys):
+    from ann2snn.cli.main import main
+
+    real = load_zoo_sample(NAME)
+
+    def poisoned(name_or_dir, *a, **k):
+        assert Path(name_or_dir).name == NAME
+        return ZooSample(real.calib_x[:60], Poison(), Poison(), Poison(), real.preprocessing)
+
+    monkeypatch.setattr(ann2snn.data, "load_zoo_sample", poisoned)
+    out = tmp_path / "tuned"
+    code = main(["-q", "tune", NAME, "--target-timesteps", "8", "--budget", "1", "--holdout-samples", "12",
+                 "--out", str(out)])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "--config" in printed and "held-out calibration" in printed
+    cfg = json.loads((out / "config.json").read_text())
+    assert ann2snn.ConversionConfig.from_dict(cfg).calibration_timesteps == 8
+    table = json.loads((out / "tune.json").read_text())["table"]
+    api = tune(MODEL, calib, 8, budget=1, holdout_samples=12)  # same calibration images, same seed
+    assert table[0]["agreement"] == api.table[0]["agreement"]
+    assert np.isclose(table[0]["relative_error"], api.table[0]["relative_error"])
+    assert main(["-q", "tune", NAME, "--budget", "1", "--out", str(out)]) == 7  # exists: --force needed
