@@ -14,7 +14,7 @@ import numpy as np
 
 from ann2snn.config import ConversionConfig
 from ann2snn.data import Preprocessing, load_dataset, load_zoo_manifest, load_zoo_sample
-from ann2snn.errors import Ann2SnnError, DataError
+from ann2snn.errors import Ann2SnnError, DataError, InvalidModelError
 
 EXIT_OUTPUT_EXISTS = 7
 
@@ -34,44 +34,49 @@ def timesteps_arg(text: str) -> list[int]:
 
 
 def add_config_arguments(p: argparse.ArgumentParser) -> None:
+    # flags default to None so that a --config file's values are kept unless a flag is given
     d = ConversionConfig()
     g = p.add_argument_group("conversion")
-    g.add_argument("--norm", default=d.norm, help=f"threshold statistic: max, percentile:P, mmse (default {d.norm})")
-    g.add_argument("--granularity", choices=("channel", "layer"), default=d.granularity,
+    g.add_argument("--norm", help=f"threshold statistic: max, percentile:P, mmse (default {d.norm})")
+    g.add_argument("--granularity", choices=("channel", "layer"),
                    help=f"one threshold per channel or per layer (default {d.granularity})")
-    g.add_argument("--v-init", default=str(d.v_init),
-                   help="initial membrane potential as a fraction of the threshold (0, 0.5) or auto (default auto)")
-    g.add_argument("--bias-correction", choices=("auto", "on", "off"), default="auto",
+    g.add_argument("--v-init", help="initial membrane potential as a fraction of the threshold (0, 0.5) or auto "
+                                    "(default auto)")
+    g.add_argument("--bias-correction", choices=("auto", "on", "off"),
                    help="light calibration of biases on calibration data (default auto)")
-    g.add_argument("--maxpool", choices=("pre_neuron", "cumulative", "spike"), default=d.maxpool,
+    g.add_argument("--maxpool", choices=("pre_neuron", "cumulative", "spike"),
                    help=f"spiking max-pool mode (default {d.maxpool})")
-    g.add_argument("--signed", action="store_true", help="signed IF neurons (better at small T, slower)")
-    g.add_argument("--input-encoding", choices=("analog", "poisson"), default=d.input_encoding,
+    g.add_argument("--signed", action="store_true", default=None,
+                   help="signed IF neurons (better at small T, slower)")
+    g.add_argument("--input-encoding", choices=("analog", "poisson"),
                    help="analog constant current (default) or seeded Poisson spikes")
-    g.add_argument("--calibration-timesteps", type=int, default=d.calibration_timesteps,
+    g.add_argument("--calibration-timesteps", type=int,
                    help=f"T used by mmse, bias correction and auto choices (default {d.calibration_timesteps})")
-    g.add_argument("--seed", type=int, default=d.seed, help="seed for every random choice (default 0)")
-    g.add_argument("--config", help="JSON file with ConversionConfig fields (flags given explicitly win)")
+    g.add_argument("--seed", type=int, help=f"seed for every random choice (default {d.seed})")
+    g.add_argument("--config", help="JSON file with ConversionConfig fields (e.g. from `ann2snn tune`); "
+                                    "flags given explicitly win")
 
 
 def config_from_args(args) -> ConversionConfig:
-    base = {}
+    fields = {}
     if getattr(args, "config", None):
         try:
-            base = json.loads(Path(args.config).read_text())
+            fields = json.loads(Path(args.config).read_text())
         except (OSError, ValueError) as e:
             raise DataError(f"{args.config}: cannot read the config JSON: {e}") from None
-        if not isinstance(base, dict):
+        if not isinstance(fields, dict):
             raise DataError(f"{args.config}: the config JSON must be an object of ConversionConfig fields")
-    v = args.v_init
-    fields = dict(base)
-    fields.update(norm=args.norm, granularity=args.granularity, maxpool=args.maxpool, signed=args.signed,
-                  input_encoding=args.input_encoding, calibration_timesteps=args.calibration_timesteps,
-                  seed=args.seed, v_init="auto" if v == "auto" else _float(v, "--v-init"),
-                  bias_correction={"auto": "auto", "on": True, "off": False}[args.bias_correction])
+    flags = {"norm": args.norm, "granularity": args.granularity, "maxpool": args.maxpool, "signed": args.signed,
+             "input_encoding": args.input_encoding, "calibration_timesteps": args.calibration_timesteps,
+             "seed": args.seed}
+    if args.v_init is not None:
+        flags["v_init"] = "auto" if args.v_init == "auto" else _float(args.v_init, "--v-init")
+    if args.bias_correction is not None:
+        flags["bias_correction"] = {"auto": "auto", "on": True, "off": False}[args.bias_correction]
+    fields.update({k: v for k, v in flags.items() if v is not None})
     try:
         return ConversionConfig.from_dict(fields)
-    except ValueError as e:
+    except (ValueError, TypeError) as e:
         raise DataError(str(e)) from None
 
 
@@ -104,10 +109,12 @@ def resolve_model(model: str) -> tuple[str, dict | None]:
             if Path(m["model_path"]).resolve() == p.resolve():
                 return str(p), m
         return str(p), None
+    if p.suffix or "/" in model or "\\" in model:  # meant as a path, not a zoo name
+        raise InvalidModelError(f"{model}: no such model file")
     try:
         m = load_zoo_manifest(model)
     except DataError:
-        raise DataError(f"{model}: no such model file or zoo model") from None
+        raise InvalidModelError(f"{model}: no such model file or zoo model") from None
     return m["model_path"], m
 
 
