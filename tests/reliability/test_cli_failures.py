@@ -150,7 +150,7 @@ def test_json_into_a_missing_folder_is_one_line(capsys, files):
 def test_missing_model(capsys, files):
     code, _, err = run_cli(capsys, "convert", str(files["dir"] / "absent.onnx"), "--calib", files["calib"],
                            "--no-eval", "--out", files["out"])
-    assert_clean_failure(code, err, DataError.exit_code, "absent.onnx")
+    assert_clean_failure(code, err, InvalidModelError.exit_code, "absent.onnx")
 
 
 def test_unsupported_model_lists_every_node(capsys, files, tmp_path):
