@@ -265,10 +265,10 @@ class _Accumulator:
         s.ceil_().clamp_(0, self.bins)
         idx = s.long()
         idx += self.offsets
-        self.hist += torch.bincount(idx.view(-1), minlength=self.hist.numel())
+        self.hist += torch.bincount(idx.reshape(-1), minlength=self.hist.numel())
         s = xv * self.layer_scale
         s.ceil_().clamp_(0, self.bins)
-        self.layer_hist += torch.bincount(s.long().view(-1), minlength=self.bins + 1)
+        self.layer_hist += torch.bincount(s.long().reshape(-1), minlength=self.bins + 1)
 
     def result(self) -> ActivationStats:
         def np_(t):
