@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "LOIHI1", "LOIHI2", "LoihiExport", "LoihiProfile", "LoihiSimulationResult", "QuantizationOptions",
-    "accuracy", "check", "export", "input_a_in", "input_bias", "load", "simulate_loihi",
+    "accuracy", "check", "decode", "export", "input_a_in", "input_bias", "load", "simulate_loihi",
 ]
 
 export = export_loihi
@@ -134,6 +134,12 @@ def simulate_loihi(model, x: np.ndarray, timesteps=(32, 64, 128), *, batch_size:
     if bar is not None:
         bar.close()
     return LoihiSimulationResult(ts, {t: np.concatenate(v) for t, v in outputs.items()}, steps, exp.latency)
+
+
+def decode(model, raw: np.ndarray, t: int) -> np.ndarray:
+    """ANN-unit outputs from a Lava run: ``raw`` is the readout's ``neuron.v`` (CUBA) or the Sigma output
+    (SDNN) after ``t + latency`` steps, shape (n_outputs,) or (N, n_outputs); argmax is the prediction."""
+    return _as_export(model).decode_readout(raw, t)
 
 
 def accuracy(model, x: np.ndarray, y: np.ndarray, timesteps=(32, 64, 128), **kw) -> dict[int, float]:

@@ -18,13 +18,15 @@ log = logging.getLogger("ann2snn.cli")
 def add_arguments(p):
     p.add_argument("models", nargs="+", metavar="MODEL", help="ONNX file(s) or zoo model name(s)")
     p.add_argument("--out", default="ann2snn_out", help="output folder; one sub-folder per model (default ann2snn_out)")
-    p.add_argument("--timesteps", type=timesteps_arg, default=[8, 16, 32, 64, 128, 256],
-                   help="comma-separated T values for the report (default 8,16,32,64,128,256)")
+    p.add_argument("--timesteps", type=timesteps_arg, default=None,
+                   help="comma-separated T values for the report (default 8,16,32,64,128,256; "
+                        "8,16,32,64,128 with --target loihi)")
     p.add_argument("--no-eval", action="store_true", help="skip the accuracy report")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     p.add_argument("--force", action="store_true", help="replace existing outputs")
     add_config_arguments(p)
     add_data_arguments(p, data=True)
+    add_target_arguments(p)
     from ann2snn.report.cli import add_report_arguments
 
     add_report_arguments(p, flag="no-report")
@@ -37,6 +39,8 @@ def run(args) -> int:
 
     config = config_from_args(args)
     progress = not args.quiet
+    if args.timesteps is None:
+        args.timesteps = [8, 16, 32, 64, 128] if args.target == "loihi" else [8, 16, 32, 64, 128, 256]
     for model in args.models:
         path, manifest = resolve_model(model)
         graph = as_graph(path)
@@ -47,6 +51,9 @@ def run(args) -> int:
             snn = convert(graph, calib, config, progress=progress)
             snn.save(tmp / "snn")
             save_scales(tmp / "scales.json", snn.scales, {"model": path, "config": snn.config.to_dict()})
+            if args.target != "snn":  # checked and written before the (slow) evaluation
+                exported = export_target(args, snn, tmp, name, calib, manifest)
+            report = None
             if data is not None:
                 report = evaluate(path, data, snn=snn, timesteps=args.timesteps, device=args.device,
                                   progress=progress)
@@ -59,5 +66,63 @@ def run(args) -> int:
                     write_report(tmp, report, snn, calib, args)
             else:
                 log.info("no evaluation data: report skipped")
+            if args.target == "loihi":
+                write_loihi_report(args, exported, report, data, tmp / "loihi_report.json", progress)
         print(f"{name}: wrote {target}")
     return 0
+
+
+# ------------------------------------------------------------------------------------------------------
+# --target loihi / nir
+
+
+def add_target_arguments(p) -> None:
+    g = p.add_argument_group("export target")
+    g.add_argument("--target", choices=("snn", "loihi", "nir"), default="snn",
+                   help="snn: the saved spiking network only (default); loihi: also a Lava netx <name>.net with a "
+                        "fixed-point accuracy report (loihi_report.json); nir: also a NIR graph <name>.nir")
+    g.add_argument("--loihi-neuron", choices=("cuba", "sdnn"), default="cuba",
+                   help="cuba: binary-spike integrate-and-fire (Loihi 1 and 2); sdnn: graded sigma-delta ReLU "
+                        "(Loihi 2, exact ANN arithmetic) (default cuba)")
+    g.add_argument("--loihi-profile", choices=("loihi2", "loihi1"), default="loihi2",
+                   help="hardware limits the network is checked against (default loihi2)")
+
+
+def export_target(args, snn, tmp: Path, name: str, calib, manifest):
+    """Write the --target file into the output folder; constraint violations abort before anything lands."""
+    if args.target == "nir":
+        from ann2snn.backends.nir import export_nir
+
+        return export_nir(snn, tmp / f"{name}.nir")
+    from ann2snn.loihi import export
+
+    pre = manifest["preprocessing_obj"].to_dict() if manifest else None
+    exported = export(snn, tmp / f"{name}.net", neuron=args.loihi_neuron, profile=args.loihi_profile,
+                      calibration=calib, max_timesteps=max(args.timesteps), preprocessing=pre)
+    print(exported.table())
+    return exported
+
+
+def write_loihi_report(args, exported, report, data, path: Path, progress: bool) -> None:
+    """loihi_report.json: ANN, float SNN and fixed-point (Lava-exact) accuracy per T, quantization, resources."""
+    import numpy as np
+
+    from ann2snn.loihi import simulate_loihi
+
+    doc = {"model": args.models, "neuron": exported.neuron, "profile": exported.profile,
+           "file": exported.path.name if exported.path else None, "timesteps": list(args.timesteps),
+           "latency_steps": exported.latency, "export": exported.to_dict()}
+    if data is not None:
+        x, y = data
+        res = simulate_loihi(exported, x, args.timesteps, progress=progress)
+        fixed = {str(t): float(np.mean(res.predictions(t) == y)) for t in res.timesteps}
+        doc.update(samples=int(len(y)), fixed_point_accuracy=fixed)
+        if report is not None:
+            doc.update(ann_accuracy=report.ann_accuracy, ann_source=report.ann_source,
+                       snn_accuracy={str(t): report.snn_accuracy[str(t)] for t in args.timesteps})
+        print(f"{'T':>6}  {'ANN %':>6}  {'float SNN %':>11}  {'Loihi fixed-point %':>19}")
+        for t in args.timesteps:
+            ann = "" if report is None else f"{100 * report.ann_accuracy:6.2f}"
+            snn = "" if report is None else f"{100 * report.snn_accuracy[str(t)]:11.2f}"
+            print(f"{t:>6}  {ann:>6}  {snn:>11}  {100 * fixed[str(t)]:19.2f}")
+    write_json(path, doc)

@@ -15,7 +15,8 @@ HELP = "measure converted accuracy vs T against the source ANN on a data set"
 
 
 def add_arguments(p):
-    p.add_argument("model", metavar="MODEL", help="ONNX file or zoo model name")
+    p.add_argument("model", metavar="MODEL",
+                   help="ONNX file or zoo model name, or a Lava netx .net file (fixed-point simulation)")
     p.add_argument("--timesteps", type=timesteps_arg, default=[8, 16, 32, 64, 128, 256],
                    help="comma-separated T values (default 8,16,32,64,128,256)")
     p.add_argument("--json", help="write the report as JSON to this file")
@@ -36,6 +37,8 @@ def run(args) -> int:
 
     if args.json and Path(args.json).exists() and not args.force:
         raise OutputExistsError(f"{args.json} exists; pass --force to replace it")
+    if str(args.model).endswith(".net"):
+        return run_netx(args)
     if args.report and Path(args.report).exists() and not args.force:
         raise OutputExistsError(f"{args.report} exists; pass --force to replace it")
     path, manifest = resolve_model(args.model)
@@ -70,5 +73,50 @@ def run(args) -> int:
             write_json(tmp, report.to_dict())
             tmp.replace(args.json)
         finally:  # a failed or interrupted write leaves no half-written temporary file behind
+            tmp.unlink(missing_ok=True)
+    return 0
+
+
+def run_netx(args) -> int:
+    """``evaluate MODEL.net``: accuracy of the bit-exact fixed-point (Lava fixed_pt) simulation per T.
+
+    With the ann2snn sidecar (``<name>.loihi.json``) the inputs are encoded and the readout decoded as the
+    export did, and raw data gets the exported model's preprocessing unless flags override it. A lava-dl
+    network without one is driven by ``round(x)`` of the preprocessed data (use ``--scale`` to reach its
+    integer range) and predicts the argmax of its readout ``v`` (a final dense layer without neuron), of its
+    Sigma output, or of its output spike counts.
+    """
+    import numpy as np
+
+    from ann2snn.cli.common import load_images, preprocessing_from_args
+    from ann2snn.data import Preprocessing
+    from ann2snn.loihi import load, simulate_loihi
+
+    if not args.data:
+        raise DataError("--data is required to evaluate a .net file")
+    exported = load(args.model)
+    base = {"preprocessing_obj": Preprocessing.from_dict(exported.preprocessing)} if exported.preprocessing else None
+    pre = preprocessing_from_args(args, base, exported.input_shape)
+    x, y = load_images(args.data, pre, "evaluation data")
+    if y is None:
+        raise DataError(f"{args.data}: evaluation data needs labels")
+    if args.limit:
+        x, y = x[: args.limit], y[: args.limit]
+    if tuple(x.shape[1:]) != tuple(exported.input_shape):
+        raise DataError(f"data has sample shape {tuple(x.shape[1:])}, {args.model} expects {tuple(exported.input_shape)}")
+    res = simulate_loihi(exported, x, args.timesteps, progress=not args.quiet)
+    acc = {str(t): float(np.mean(res.predictions(t) == y)) for t in res.timesteps}
+    kind = exported.neuron or "lava-dl (no ann2snn sidecar)"
+    print(f"{args.model}: {len(y)} samples, {kind}, readout after T + {exported.latency} steps")
+    print(f"{'T':>6}  {'fixed-point acc %':>17}")
+    for t in res.timesteps:
+        print(f"{t:>6}  {100 * acc[str(t)]:17.2f}")
+    if args.json:
+        tmp = Path(args.json).with_name(f".{Path(args.json).name}.tmp")
+        try:
+            write_json(tmp, {"model": str(args.model), "neuron": exported.neuron, "samples": int(len(y)),
+                             "latency_steps": exported.latency, "fixed_point_accuracy": acc})
+            tmp.replace(args.json)
+        finally:
             tmp.unlink(missing_ok=True)
     return 0

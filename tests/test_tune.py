@@ -103,6 +103,12 @@ def test_cli_tune_never_reads_evaluation_data(calib, tmp_path, monkeypatch, caps
     assert "--config" in printed and "held-out calibration" in printed
     cfg = json.loads((out / "config.json").read_text())
     assert ann2snn.ConversionConfig.from_dict(cfg).calibration_timesteps == 8
+    from ann2snn.cli.common import config_from_args
+    from ann2snn.cli.main import build_parser
+
+    for cmd in ("convert", "evaluate"):  # what --config makes of it is exactly the tuned config
+        args = build_parser().parse_args([cmd, NAME, "--config", str(out / "config.json")])
+        assert config_from_args(args) == ann2snn.ConversionConfig.from_dict(cfg)
     table = json.loads((out / "tune.json").read_text())["table"]
     api = tune(MODEL, calib, 8, budget=1, holdout_samples=12)  # same calibration images, same seed
     assert table[0]["agreement"] == api.table[0]["agreement"]

@@ -153,6 +153,7 @@ def build_report(evaluation, snn, *, calibration: np.ndarray | None = None, prob
         if calibration is None:
             note = note.replace("calibration images", "evaluation images (labels unused)")
     fix = dg.best_fix(experiments)
+    dg.annotate(ranked, experiments, fix)
     doc["diagnosis"] = {
         "timesteps": t_d, "accuracy_loss": float(base["ann_accuracy"] - base["snn_accuracy"][str(t_d)]),
         "findings": ranked, "what_if": experiments, "what_if_note": note, "best_fix": fix,

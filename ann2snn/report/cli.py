@@ -19,6 +19,8 @@ def add_report_arguments(p, *, flag: str) -> None:
                        help="write only the accuracy JSON, without report.md, diagnosis and plots")
     g.add_argument("--report-samples", type=int, default=200, metavar="N",
                    help="calibration images simulated to measure one-layer fixes (default 200; 0 skips them)")
+    g.add_argument("--what-if-layers", type=int, default=3, metavar="N",
+                   help="how many of the worst layers get a measured threshold fix (default 3)")
     g.add_argument("--diagnose-at", type=int, metavar="T",
                    help="the T the diagnosis looks at (default 32, or the closest simulated T)")
     g.add_argument("--no-plots", action="store_true", help="skip the PNG plots even if matplotlib is installed")
@@ -32,6 +34,7 @@ def write_report(out_dir: Path, evaluation, snn, calibration, args, *, fixed_poi
     rep = build_report(evaluation, snn, calibration=calibration, fixed_point_accuracy=fixed_point_accuracy,
                        diagnosis_t=getattr(args, "diagnose_at", None),
                        what_if_samples=max(0, int(getattr(args, "report_samples", 200) or 0)),
+                       what_if_layers=max(1, int(getattr(args, "what_if_layers", 3) or 1)),
                        scatter_samples=16, progress=not getattr(args, "quiet", False))
     written = rep.write(out_dir, plots=not getattr(args, "no_plots", False))
     for line in rep.doc["diagnosis"]["summary"]:

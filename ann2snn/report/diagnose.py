@@ -11,7 +11,9 @@
    one notch down a ladder of calibration statistics (percentile 99 / 99.9 / 99.99 / max, per channel
    or per layer as configured), the network is rebuilt and simulated on a few calibration images
    (never evaluation labels), and agreement with the ANN and output error are compared with the
-   unchanged network. The largest gain names the layer to fix first.
+   unchanged network. A change counts as a gain when it lowers the output error by >= 1% without
+   lowering agreement; the largest gain names the layer to fix first, and a measurement overrides the
+   heuristic suggestion of step 1 in that layer's sentence.
 """
 
 from __future__ import annotations
@@ -138,7 +140,7 @@ def findings(layers: dict[str, dict], order: list[str], upstream: dict[str, list
         rows.append({"layer": name, "label": label, "kind": kind, "problem": problem, "added_error": added,
                      "relative_error": err, "pearson_r": lay["pearson_r"][key], "saturated_fraction": sat,
                      "silent_fraction": sil, "firing_rate": rate, "spikes_per_neuron": float(spikes),
-                     "suggestion": suggestion, "sentence": sentence})
+                     "suggestion": suggestion, "sentence": sentence, "measured": None})
     rows.sort(key=lambda r: -(r["added_error"] if r["added_error"] is not None else -1.0))
     return rows
 
@@ -247,13 +249,47 @@ def best_fix(experiments: list[dict], min_error_reduction: float = 0.01) -> dict
     """
     best = None
     for e in experiments:
-        base_err = e["score"]["relative_error"] + e["gain_relative_error"]
-        if e["gain_agreement"] < 0 or e["gain_relative_error"] <= min_error_reduction * base_err:
+        if not dg_gain(e, min_error_reduction):
             continue
         if best is None or (e["gain_relative_error"], e["gain_agreement"]) > (best["gain_relative_error"],
                                                                                best["gain_agreement"]):
             best = e
     return best
+
+
+def annotate(ranked: list[dict], experiments: list[dict], fix: dict | None) -> None:
+    """Add what was measured to each tested finding; a measurement overrides the heuristic suggestion."""
+    by_layer: dict[str, list[dict]] = {}
+    for e in experiments:
+        by_layer.setdefault(e["layer"], []).append(e)
+    for f in ranked:
+        exps = by_layer.get(f["layer"])
+        if not exps:
+            f["measured"] = None
+            continue
+        parts = [f"{'raising' if e['change'] == 'raise' else 'lowering'} its threshold to {e['threshold_after']:.3g} "
+                 f"({e['method']}): agreement {100 * e['gain_agreement']:+.1f} points, output error "
+                 f"{-e['gain_relative_error']:+.3f}" for e in exps]
+        good = [e for e in exps if dg_gain(e)]
+        if good:
+            b = max(good, key=lambda e: (e["gain_relative_error"], e["gain_agreement"]))
+            verdict = f"measured: {'raising' if b['change'] == 'raise' else 'lowering'} its threshold helps"
+            if fix is not None and fix is b:
+                verdict += " (the largest gain of all layers tested)"
+        else:
+            verdict = "measured: no threshold change helps this layer"
+        f["measured"] = f"{verdict} [{'; '.join(parts)}]"
+        if not good and f["problem"] not in ("clipping", "quantization"):
+            verdict += f"; {f['suggestion']}"  # the heuristic is not about thresholds: keep it
+        tail = f"; {f['suggestion']}."
+        head = f["sentence"][:-len(tail)] if f["sentence"].endswith(tail) else f["sentence"][:-1]
+        f["sentence"] = f"{head}; {verdict}."
+
+
+def dg_gain(e: dict, min_error_reduction: float = 0.01) -> bool:
+    """Does experiment ``e`` count as a gain (see ``best_fix``)?"""
+    base_err = e["score"]["relative_error"] + e["gain_relative_error"]
+    return e["gain_agreement"] >= 0 and e["gain_relative_error"] > min_error_reduction * base_err
 
 
 def summary(doc: dict, ranked: list[dict], experiments: list[dict], fix: dict | None, base: dict | None,

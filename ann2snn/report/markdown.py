@@ -92,6 +92,8 @@ def render(doc: dict) -> str:
              _p(f["saturated_fraction"], 1), f"{f['spikes_per_neuron']:.1f}", f["suggestion"]] for f in dgn["findings"]]
     out += _table(["layer", "kind", "problem", "added error", "rel. error", "saturated %", "spikes / neuron",
                    "suggestion"], rows, "lllrrrrl") + [""]
+    measured = [f for f in dgn["findings"] if f.get("measured")]
+    out += [f"- {f['label']}: {f['measured']}" for f in measured] + ([""] if measured else [])
     if dgn["what_if"]:
         out += ["### What-if: one layer's threshold changed (measured)", "", dgn["what_if_note"] + ".", ""]
         rows = []

@@ -118,6 +118,17 @@ def plot_scatter(doc: dict, scatter: dict, path: Path) -> Path:
     xs = np.linspace(min(0.0, float(a.min()) if a.size else 0.0), hi, 200)
     ax.plot(xs, np.clip(xs, 0, 1), color="black", lw=1.2, label="ideal: clip(ANN/λ, 0, 1)")
     ax.axvline(1.0, color="tab:red", ls="--", lw=1, label="threshold λ (saturation)")
+    if a.size:  # binned mean: shows a systematic over- or under-firing at a glance
+        edges = np.linspace(0.0, hi, 31)
+        idx = np.digitize(a, edges) - 1
+        mids, means = [], []
+        for k in range(len(edges) - 1):
+            sel = idx == k
+            if sel.sum() >= 5:
+                mids.append(0.5 * (edges[k] + edges[k + 1]))
+                means.append(float(s[sel].mean()))
+        if mids:
+            ax.plot(mids, means, color="tab:orange", lw=2, label="SNN rate, mean per bin")
     sat = float(np.mean(a > 1.0)) if a.size else 0.0
     r = scatter.get("pearson_r")
     ax.set_xlim(xs[0] - 0.02, hi)
@@ -128,7 +139,9 @@ def plot_scatter(doc: dict, scatter: dict, path: Path) -> Path:
                  f"{scatter['layer']}" + (f"  (r = {r:.3f}" if r is not None else "  (")
                  + f", {100 * sat:.1f}% of samples above λ)", fontsize=9)
     ax.grid(True, alpha=0.3)
-    ax.legend(loc="upper left", fontsize=8)
+    leg = ax.legend(loc="upper left", fontsize=8, markerscale=3)
+    for h in getattr(leg, "legend_handles", getattr(leg, "legendHandles", [])):
+        h.set_alpha(1.0)
     fig.savefig(path)
     return path
 

@@ -89,7 +89,7 @@ _FINDING = {
     "type": "object",
     "required": ["layer", "label", "kind", "problem", "added_error", "relative_error", "pearson_r",
                  "saturated_fraction", "silent_fraction", "firing_rate", "spikes_per_neuron", "suggestion",
-                 "sentence"],
+                 "sentence", "measured"],
     "properties": {
         "layer": {"type": "string"},
         "label": {"type": "string"},
@@ -102,8 +102,9 @@ _FINDING = {
         "silent_fraction": _FRACTION,
         "firing_rate": {"type": "number", "minimum": 0.0},
         "spikes_per_neuron": {"type": "number", "minimum": 0.0},
-        "suggestion": {"type": "string"},
+        "suggestion": {"type": "string", "description": "heuristic, from the statistics"},
         "sentence": {"type": "string"},
+        "measured": {"type": ["string", "null"], "description": "what the what-if measured for this layer"},
     },
     "additionalProperties": False,
 }

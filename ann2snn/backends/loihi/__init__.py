@@ -36,3 +36,24 @@ __all__ = [
     "ResourceEstimate", "check_network", "chw_to_lava", "estimate_resources", "lava_to_chw", "netx_dense_weights",
     "read_netx", "simulate_fixed_point", "validate_network", "write_netx",
 ]
+
+# Export of a converted SpikingNetwork (quantization, checks, sidecar), added with the export module.
+from ann2snn.backends.loihi.export import (  # noqa: E402
+    LoihiExport,
+    OverflowEvent,
+    check_loihi,
+    export_loihi,
+    load_loihi,
+)
+from ann2snn.backends.loihi.quantize import (  # noqa: E402
+    HostLayer,
+    LayerQuantization,
+    QuantizationOptions,
+    lower_graph,
+    search_scale,
+)
+
+__all__ += [
+    "HostLayer", "LayerQuantization", "LoihiExport", "OverflowEvent", "QuantizationOptions", "check_loihi",
+    "export_loihi", "load_loihi", "lower_graph", "search_scale",
+]

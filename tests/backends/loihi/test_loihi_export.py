@@ -1,0 +1,229 @@
+"""Loihi export: lowering, scale search, netx round trip, all violations at once, fixed-point accuracy, CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import ann2snn
+from ann2snn import loihi
+from ann2snn.backends.loihi.export import sdnn_graph
+from ann2snn.backends.loihi.netx import ConvLayer, DenseLayer, FlattenLayer, InputLayer, read_netx
+from ann2snn.backends.loihi.quantize import _q_weight, lower_graph, search_scale
+from ann2snn.config import ConversionConfig
+from ann2snn.errors import BackendConstraintError
+from ann2snn.ir import nodes as ir
+from ann2snn.ir.graph import Graph, TensorSpec
+
+REPO = Path(__file__).resolve().parents[3]
+VGG = REPO / "model_zoo" / "vgg_avgpool" / "model.onnx"
+FAST = ConversionConfig(v_init=0.0, bias_correction=False)
+
+
+def _tiny_graph(seed: int = 0) -> Graph:
+    """Conv-ReLU-AvgPool-Conv-ReLU-GlobalAvgPool-Flatten-Dense-ReLU-Dense on (2, 8, 8)."""
+    rng = np.random.default_rng(seed)
+    f = np.float32
+    nodes = [
+        ir.Conv2d("c1", ("x",), weight=rng.normal(0, 0.5, (4, 2, 3, 3)).astype(f), bias=rng.normal(0, 0.1, 4).astype(f),
+                  padding=(1, 1, 1, 1)),
+        ir.ReLU("r1", ("c1",)),
+        ir.AvgPool2d("p1", ("r1",), kernel=(2, 2), stride=(2, 2)),
+        ir.Conv2d("c2", ("p1",), weight=rng.normal(0, 0.4, (6, 4, 3, 3)).astype(f), bias=rng.normal(0, 0.1, 6).astype(f),
+                  padding=(1, 1, 1, 1)),
+        ir.ReLU("r2", ("c2",)),
+        ir.GlobalAvgPool("gap", ("r2",)),
+        ir.Flatten("flat", ("gap",)),
+        ir.Dense("d1", ("flat",), weight=rng.normal(0, 0.6, (5, 6)).astype(f), bias=rng.normal(0, 0.1, 5).astype(f)),
+        ir.ReLU("r3", ("d1",)),
+        ir.Dense("out", ("r3",), weight=rng.normal(0, 0.6, (3, 5)).astype(f), bias=rng.normal(0, 0.1, 3).astype(f)),
+    ]
+    return Graph.from_unordered((TensorSpec("x", (2, 8, 8)),), nodes, ("out",), name="tiny")
+
+
+@pytest.fixture(scope="module")
+def tiny_snn():
+    x = np.random.default_rng(1).uniform(0, 1, (48, 2, 8, 8)).astype(np.float32)
+    return ann2snn.convert(_tiny_graph(), x, FAST), x
+
+
+def test_lowering_makes_pools_depthwise_convs_and_one_readout(tiny_snn) -> None:
+    net, _ = tiny_snn
+    stages, violations = lower_graph(net.graph)
+    assert violations == []
+    assert [s.kind for s in stages] == ["conv", "pool", "conv", "pool", "flatten", "dense", "readout"]
+    pool = stages[1]
+    assert pool.groups == 4 and pool.stride == (2, 2)
+    assert np.allclose(pool.weight, 0.25) and pool.weight.shape == (4, 1, 2, 2)
+    gap = stages[3]
+    assert gap.weight.shape == (6, 1, 4, 4) and gap.stride == (4, 4) and gap.out_shape == (6, 1, 1)
+
+
+def test_search_scale_takes_the_largest_near_optimal_scale() -> None:
+    w = np.random.default_rng(0).normal(0, 1, 500)
+    s = search_scale(w)
+    err = lambda k: np.sum((_q_weight(w, k) / k - w) ** 2)  # noqa: E731
+    grid = np.geomspace(s / 20, s * 4, 400)
+    assert err(s) <= 1.01 * min(err(k) for k in grid) + 1e-12
+    assert search_scale(w, s_max=10.0) <= 10.0
+    assert np.abs(_q_weight(w, s)).max() <= 256 and np.all(_q_weight(w, s) % 2 == 0)
+
+
+@pytest.mark.parametrize("neuron", ["cuba", "sdnn"])
+def test_export_roundtrip_is_identical(tiny_snn, tmp_path, neuron) -> None:
+    net, x = tiny_snn
+    exp = loihi.export(net, tmp_path / "tiny.net", neuron=neuron, calibration=x, max_timesteps=16,
+                       overflow_samples=2)
+    assert exp.path == tmp_path / "tiny.net" and (tmp_path / "tiny.loihi.json").is_file()
+    back = read_netx(exp.path)
+    assert back == exp.network  # writer -> reader: every layer, weight, bias and neuron parameter
+    first = back.layers[0]
+    assert isinstance(first, InputLayer) and first.neuron is not None
+    assert any(isinstance(layer, FlattenLayer) for layer in back.layers)
+    last = back.layers[-1]
+    assert isinstance(last, DenseLayer)
+    assert (last.neuron is None) if neuron == "cuba" else last.neuron.sigma_output
+    for layer in back.layers:
+        if isinstance(layer, (ConvLayer, DenseLayer)):
+            assert np.all(layer.weight % 2 == 0) and layer.weight.min() >= -256 and layer.weight.max() <= 254
+            assert np.any(layer.weight)
+    loaded = loihi.load(exp.path)
+    assert loaded.neuron == neuron and loaded.latency == exp.latency
+    assert loaded.metadata() == json.loads(json.dumps(exp.metadata()))
+    a = loihi.simulate_loihi(exp, x[:6], [4, 16])
+    b = loihi.simulate_loihi(exp.path, x[:6], [4, 16])
+    for t in (4, 16):
+        np.testing.assert_array_equal(a.outputs[t], b.outputs[t])
+    assert exp.resources is not None and exp.resources.neurons > 0 and exp.resources.cores >= 1
+
+
+def test_all_violations_reported_together() -> None:
+    rng = np.random.default_rng(0)
+    f = np.float32
+    w = lambda *s: rng.normal(0, 0.5, s).astype(f)  # noqa: E731
+    nodes = [
+        ir.Conv2d("c1", ("x",), weight=w(4, 1, 3, 3), padding=(1, 1, 1, 1)),
+        ir.ReLU("r1", ("c1",)),
+        ir.MaxPool2d("pool", ("r1",), kernel=(2, 2), stride=(2, 2)),
+        ir.Conv2d("c2", ("pool",), weight=w(4, 4, 3, 3), padding=(1, 1, 1, 1)),
+        ir.ReLU("r2", ("c2",)),
+        ir.Add("residual", ("r2", "pool")),
+        ir.Conv2d("c3", ("residual",), weight=w(4, 4, 1, 1)),
+        ir.ReLU("r3", ("c3",)),
+        ir.Concat("concat", ("r3", "residual"), axis=0),
+        ir.Flatten("flat", ("concat",)),
+        ir.Dense("out", ("flat",), weight=w(3, 128)),
+    ]
+    graph = Graph.from_unordered((TensorSpec("x", (1, 8, 8)),), nodes, ("out",), name="branchy")
+    x = rng.uniform(0, 1, (16, 1, 8, 8)).astype(f)
+    net = ann2snn.convert(graph, x, FAST)
+    with pytest.raises(BackendConstraintError) as info:
+        loihi.export(net, None, calibration=x)
+    err = info.value
+    text = str(err)
+    offenders = {layer for layer, _, _ in err.violations}
+    assert {"pool", "residual", "concat"} <= offenders, text
+    ways = {layer: way for layer, _, way in err.violations}
+    assert "AvgPool" in ways["pool"]
+    assert "--target nir" in ways["residual"] and "--target nir" in ways["concat"]
+    assert all(way for _, _, way in err.violations)
+    assert loihi.check(net) == err.violations  # the same list without quantizing
+
+
+def test_sdnn_is_refused_on_loihi1(tiny_snn) -> None:
+    net, x = tiny_snn
+    with pytest.raises(BackendConstraintError, match="SDNN"):
+        loihi.export(net, None, neuron="sdnn", profile="loihi1", calibration=x, overflow_samples=0)
+
+
+def test_input_bias_layouts(tiny_snn) -> None:
+    net, x = tiny_snn
+    exp = loihi.export(net, None, calibration=x, overflow_samples=0)
+    chw = loihi.input_bias(exp, x[:3])
+    assert chw.shape == (3,) + tuple(exp.network.input_shape) and chw.dtype == np.int64
+    assert np.abs(chw).max() <= 4095
+    lava = loihi.input_bias(exp, x[:3], layout="lava")
+    np.testing.assert_array_equal(lava[1], chw[1].transpose(2, 1, 0))
+    pixels = loihi.export(net, None, calibration=x, overflow_samples=0,
+                          options=loihi.QuantizationOptions(input_layer="pixels"))
+    assert pixels.network.input_shape == (2, 8, 8)
+    np.testing.assert_array_equal(loihi.input_bias(pixels, x[:2]), np.rint(x[:2] * pixels.input_scale))
+    sd = loihi.export(net, None, neuron="sdnn", calibration=x, overflow_samples=0)
+    with pytest.raises(ann2snn.DataError):
+        loihi.input_bias(sd, x[:1])
+    assert loihi.input_a_in(sd, x[:1]).shape == (1, 2, 8, 8)
+
+
+# ---------------------------------------------------------------------------------------------- zoo VGG
+
+
+@pytest.fixture(scope="module")
+def vgg():
+    if not VGG.is_file():
+        pytest.skip(f"zoo model {VGG} is absent")
+    from ann2snn.data import load_zoo_sample
+
+    s = load_zoo_sample("vgg_avgpool")
+    net = ann2snn.convert(str(VGG), s.calib_x[:256], FAST)
+    return net, s
+
+
+def test_vgg_sdnn_reproduces_the_ann(vgg) -> None:
+    net, s = vgg
+    exp = loihi.export(net, None, neuron="sdnn", calibration=s.calib_x[:256], overflow_samples=2)
+    x, y = s.test_x[:150], s.test_y[:150]
+    ann = sdnn_graph(net).run(x).argmax(1)
+    res = loihi.simulate_loihi(exp, x, [1, 8])
+    assert np.mean(res.predictions(1) == ann) >= 0.97
+    np.testing.assert_array_equal(res.predictions(1), res.predictions(8))  # settled: constant in T
+    assert abs(np.mean(res.predictions(1) == y) - np.mean(ann == y)) <= 0.02
+
+
+def test_vgg_cuba_tracks_the_float_snn(vgg) -> None:
+    net, s = vgg
+    exp = loihi.export(net, None, neuron="cuba", calibration=s.calib_x[:256], max_timesteps=48, overflow_samples=1)
+    assert exp.network.input_shape == (16, 28, 28)  # the first conv's IF is the input layer
+    x = s.test_x[:24]
+    fixed = loihi.simulate_loihi(exp, x, [48]).predictions(48)
+    float_snn = net.simulate(x, [48]).predictions(48)
+    assert np.mean(fixed == float_snn) >= 0.8
+
+
+def test_cli_convert_target_loihi_and_evaluate_net(vgg, tmp_path) -> None:
+    from ann2snn.cli.main import main
+
+    net, s = vgg
+    out = tmp_path / "out"
+    rc = main(["-q", "convert", str(VGG), "--target", "loihi", "--loihi-neuron", "sdnn", "--out", str(out),
+               "--v-init", "0", "--bias-correction", "off", "--limit", "40", "--timesteps", "1,4",
+               "--no-report"])
+    assert rc == 0
+    folder = out / "vgg_avgpool"
+    assert (folder / "vgg_avgpool.net").is_file() and (folder / "vgg_avgpool.loihi.json").is_file()
+    report = json.loads((folder / "loihi_report.json").read_text())
+    assert set(report["fixed_point_accuracy"]) == {"1", "4"} and report["samples"] == 40
+    assert {"ann_accuracy", "snn_accuracy", "export"} <= set(report)
+    assert report["export"]["resources"]["neurons"] > 0
+    data = tmp_path / "test.npz"
+    np.savez(data, x=s.test_x[:20], y=s.test_y[:20])
+    js = tmp_path / "eval.json"
+    rc = main(["-q", "evaluate", str(folder / "vgg_avgpool.net"), "--data", str(data), "--timesteps", "2",
+               "--json", str(js)])
+    assert rc == 0
+    assert 0.5 <= json.loads(js.read_text())["fixed_point_accuracy"]["2"] <= 1.0
+
+
+def test_cli_convert_reports_violations_and_writes_nothing(tmp_path) -> None:
+    from ann2snn.cli.main import main
+
+    lenet = REPO / "model_zoo" / "lenet_bn_maxpool" / "model.onnx"
+    if not lenet.is_file():
+        pytest.skip("zoo model lenet_bn_maxpool is absent")
+    out = tmp_path / "out"
+    rc = main(["-q", "convert", str(lenet), "--target", "loihi", "--out", str(out), "--no-eval",
+               "--v-init", "0", "--bias-correction", "off"])
+    assert rc == BackendConstraintError.exit_code
+    assert not (out / "lenet_bn_maxpool").exists()
