@@ -728,13 +728,15 @@ def _quantize_cuba(stages, input_shape, input_max, input_unit, output_unit, opti
             theta = _flatten_vector(theta, stage)
             continue
         if stage.kind == "pool":  # weight 2 per tap and threshold 2·k: exact; spike values θ pass through
+            # weight 2·j per tap and threshold 2·j·k: exact; j = 8 leaves threshold resolution for compensation
             k = int(np.prod(stage.weight.shape[2:]))
-            w_int = np.full(stage.weight.shape, 2, dtype=np.int64)
+            j = 8
+            w_int = np.full(stage.weight.shape, 2 * j, dtype=np.int64)
             g = float(np.mean(_gain(options, stage.name, stage.out_shape[0])))  # shared: through the threshold
-            vth = max(int(math.ceil(2 * k / g)) - 1, 0)
+            vth = max(int(math.ceil(2 * j * k / g)) - 1, 0)
             layers.append(_netx_layer(stage, w_int, None, NeuronParams.cuba(vth, 4096, 0)))
-            reports.append(_layer_report(index, "conv", stage, 2.0 * k, vth, stage.weight, w_int,
-                                         np.full(w_int.shape[0], 2.0 * k), None, None, None,
+            reports.append(_layer_report(index, "conv", stage, 2.0 * j * k, vth, stage.weight, w_int,
+                                         np.full(w_int.shape[0], 2.0 * j * k), None, None, None,
                                          threshold_min=float(theta.min()), threshold_max=float(theta.max())))
             continue
         w = _broadcast_in(stage.weight, theta, stage.groups)
