@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import ann2snn
+import ann2snn.cli.common  # noqa: F401  imported before any patch: it binds the real load_zoo_sample
 import ann2snn.data
 import ann2snn.tune
 from ann2snn.data import ZooSample, load_zoo_sample
