@@ -470,7 +470,8 @@ class Preprocessing:
             want = stat_len[0] if stat_len and c == 1 else c
         if c != want:
             if c != 1:
-                raise DataError(f"{name}: images have {c} channels, the model expects {want}")
+                raise DataError(f"{name}: images have {c} channels, the model expects {want} (rank-4 images "
+                                f"are read as {input_layout}: shape {a.shape})")
             x = np.repeat(x, want, axis=1)
         x = x * np.float32(self.scale)
         for stat, op in ((self.mean, np.subtract), (self.std, np.divide)):

@@ -91,7 +91,7 @@ def t_star(ann_accuracy: float, snn_accuracy: dict[str, float], timesteps) -> in
 
 def evaluate(model, data, calibration=None, timesteps=DEFAULT_TIMESTEPS, *,
              config: ConversionConfig | None = None, snn: SpikingNetwork | None = None, device: str = "cpu",
-             batch_size: int = 100, time_chunk: int = 8, progress: bool = False) -> EvaluationReport:
+             batch_size: int = 100, time_chunk: int = 4, progress: bool = False) -> EvaluationReport:
     """Convert ``model`` (unless ``snn`` is given) and measure ANN vs SNN accuracy on ``data``.
 
     data: (x, y) with x (N, *input shape) float, y (N,) integer labels.

@@ -42,6 +42,8 @@ class IRModule(nn.Module):
                 if b is not None:
                     m.bias.data.copy_(torch.from_numpy(b))
                 self.mods[key] = m
+                if not (t == bo and l == r):  # a module, not F.pad: SpikingJelly's step-mode adapter rejects functions
+                    self.mods[key + "_pad"] = nn.ZeroPad2d((l, r, t, bo))
             elif op == "Dense":
                 w = torch.from_numpy(arrays[f"{e['name']}/w"])
                 b = arrays.get(f"{e['name']}/b")
@@ -53,12 +55,28 @@ class IRModule(nn.Module):
             elif op == "ReLU":
                 self.mods[key] = nn.ReLU()
             elif op == "MaxPool2d":
-                self.mods[key] = nn.MaxPool2d(tuple(e["kernel"]), tuple(e["stride"]), 0, tuple(e["dilation"]))
+                # SpikingJelly's converter rejects pad modules: express the padding inside nn.MaxPool2d when it
+                # can (symmetric -> padding=, bottom/right only -> ceil_mode; the probe below checks the shape)
+                pl, pr, pt, pb = e["pad"]
+                sym, tail = (pl == pr and pt == pb), (pl == 0 and pt == 0)
+                self.mods[key] = nn.MaxPool2d(tuple(e["kernel"]), tuple(e["stride"]), (pt, pl) if sym else 0,
+                                              tuple(e["dilation"]), ceil_mode=bool(any(e["pad"]) and tail and not sym))
+                if sym or tail:
+                    e = dict(e, pad=[0, 0, 0, 0])
             elif op == "AvgPool2d":
                 self.mods[key] = nn.AvgPool2d(tuple(e["kernel"]), tuple(e["stride"]), 0)
+            if op in ("MaxPool2d", "AvgPool2d") and any(e["pad"]):
+                fill = float("-inf") if op == "MaxPool2d" else 0.0
+                self.mods[key + "_pad"] = nn.ConstantPad2d(tuple(e["pad"]), fill)
             elif op == "ScaleShift":
                 self.register_buffer(key + "_scale", torch.from_numpy(arrays[f"{e['name']}/scale"]))
                 self.register_buffer(key + "_shift", torch.from_numpy(arrays[f"{e['name']}/shift"]))
+
+        self._crop: set[str] = set()
+        self._probing = True
+        with torch.no_grad():
+            self.forward(torch.zeros((1,) + tuple(spec["input_shape"])))
+        self._probing = False
 
     @staticmethod
     def _key(name: str) -> str:
@@ -72,16 +90,19 @@ class IRModule(nn.Module):
             h = ins[0]
             if op == "Conv2d":
                 t, l, b, r = e["padding"]
-                if not (t == b and l == r):
-                    h = F.pad(h, (l, r, t, b))
+                if key + "_pad" in self.mods:
+                    h = self.mods[key + "_pad"](h)
                 y = self.mods[key](h)
             elif op in ("Dense", "ReLU"):
                 y = self.mods[key](h)
             elif op in ("MaxPool2d", "AvgPool2d"):
-                pad = e["pad"]
-                if any(pad):
-                    h = F.pad(h, tuple(pad), value=float("-inf") if op == "MaxPool2d" else 0.0)
-                y = self.mods[key](h)[..., :e["crop"][0], :e["crop"][1]]
+                if key + "_pad" in self.mods:
+                    h = self.mods[key + "_pad"](h)
+                y = self.mods[key](h)
+                if self._probing and tuple(y.shape[-2:]) != tuple(e["crop"]):
+                    self._crop.add(key)
+                if key in self._crop:  # ceil_mode only: a getitem node (found by the probe, fx cannot branch)
+                    y = y[..., :e["crop"][0], :e["crop"][1]]
             elif op == "ScaleShift":
                 y = h * getattr(self, key + "_scale") + getattr(self, key + "_shift")
             elif op == "Add":

@@ -144,7 +144,13 @@ _BF16_OPS = (ir.Conv2d, ir.Dense, ir.AvgPool2d, ir.MaxPool2d, ir.GlobalAvgPool, 
 
 
 class _Kernels:
-    """Per-simulation cache of low-precision weights for conv/dense nodes fed by spikes."""
+    """Per-simulation cache of the weights of conv/dense nodes fed by time-varying (spike) tensors.
+
+    Convolutions run in channels-last layout: oneDNN's NHWC kernels are 2-3x faster than NCHW ones on the
+    few-channel layers of small CNNs (measured on 2 cores: 16->16 channels at 28x28, 1.8 vs 6.9 ms per
+    100 images), and the IF state and spikes between two convolutions keep that layout, so nothing is
+    copied back. ``dtype``: float32, or bfloat16 when asked (spikes are exact in it, weights are rounded).
+    """
 
     def __init__(self, dtype: torch.dtype, device):
         self.dtype = dtype
@@ -155,11 +161,15 @@ class _Kernels:
         p = self.params.get(n.name)
         if p is None:
             w = torch.as_tensor(np.asarray(n.weight), device=self.device).to(self.dtype)
+            if isinstance(n, ir.Conv2d):
+                w = w.contiguous(memory_format=torch.channels_last)
             bias = None if n.bias is None else torch.as_tensor(np.asarray(n.bias), device=self.device).to(self.dtype)
             p = self.params[n.name] = (w, bias)
         w, bias = p
+        x = x.to(self.dtype)
         if isinstance(n, ir.Dense):
             return F.linear(x, w, bias)
+        x = x.contiguous(memory_format=torch.channels_last)  # a no-op when the spikes already are
         t, l, b, r = n.padding
         if t == b and l == r:
             return F.conv2d(x, w, bias, n.stride, (t, l), n.dilation, n.groups)
@@ -170,14 +180,14 @@ class _BatchRun:
     """State of one batch across time chunks."""
 
     def __init__(self, net, x: torch.Tensor, generator: torch.Generator | None, *, keep=(),
-                 kernels: _Kernels | None = None):
+                 kernels: _Kernels):
         self.net = net
         self.graph = net.graph
         self.x = x
         self.generator = generator
         self.static = net.static_tensors()
         self.kernels = kernels
-        self.spike_dtype = kernels.dtype if kernels is not None else x.dtype
+        self.spike_dtype = kernels.dtype
         self.values_static: dict[str, torch.Tensor] = {}
         self.state: dict[str, dict] = {}
         feeds = {self.graph.inputs[0].name: x}
@@ -209,7 +219,7 @@ class _BatchRun:
             vals[inp] = self._input_chunk(tc)
         B = self.x.shape[0]
         left = dict(self.uses)
-        low = self.kernels is not None
+        low = self.kernels.dtype != torch.float32
         for n in self.graph.nodes:
             if n.name in self.static:
                 continue
@@ -220,7 +230,7 @@ class _BatchRun:
             else:
                 ins = [vals[i] if i in vals else self.values_static[i].expand((tc,) + tuple(self.values_static[i].shape))
                        for i in n.inputs]
-                if low and isinstance(n, (ir.Conv2d, ir.Dense)) and all(t.dtype == self.spike_dtype for t in ins):
+                if isinstance(n, (ir.Conv2d, ir.Dense)) and all(t.dtype == self.spike_dtype for t in ins):
                     y = self.kernels.synaptic(n, _flat(ins[0]))
                 else:
                     if not (low and isinstance(n, _BF16_OPS)):
@@ -239,6 +249,8 @@ class _BatchRun:
     def _if(self, n: IF, tc: int, B: int, vals) -> torch.Tensor:
         src = n.inputs[0]
         constant = src in self.static
+        if constant and self.values_static[src].dim() == 4:  # the first layer's current: channels-last once
+            self.values_static[src] = self.values_static[src].contiguous(memory_format=torch.channels_last)
         current = self.values_static[src] if constant else vals[src]
         shape = tuple(current.shape[-(current.dim() - (0 if constant else 1)):])
         st = self.state.get(n.name)
@@ -246,10 +258,17 @@ class _BatchRun:
             dtype = torch.float32 if current.dtype == torch.bfloat16 else current.dtype
             v0 = torch.as_tensor(n.v_init, dtype=dtype, device=current.device)
             v0 = v0.reshape((-1,) + (1,) * (len(shape) - 2)) if v0.numel() > 1 else v0.reshape(())
-            st = {"v": torch.zeros(shape, dtype=dtype, device=current.device) + v0,
-                  "count": torch.zeros(shape, dtype=dtype, device=current.device) if n.signed else None}
+            like = current if constant else current[0]  # same memory layout as the current (channels-last)
+            st = {"v": torch.zeros_like(like, dtype=dtype).add_(v0),
+                  "count": torch.zeros_like(like, dtype=dtype) if n.signed else None}
             self.state[n.name] = st
-        out = torch.empty((tc,) + shape, dtype=self.spike_dtype, device=current.device)
+        if constant and len(shape) == 4:  # (tc, B, C, H, W) with channels-last strides
+            b, c, h, w = shape
+            out = torch.empty((tc, b, h, w, c), dtype=self.spike_dtype, device=current.device).permute(0, 1, 4, 2, 3)
+        elif constant:
+            out = torch.empty((tc,) + shape, dtype=self.spike_dtype, device=current.device)
+        else:
+            out = torch.empty_like(current, dtype=self.spike_dtype)
         st["v"], st["count"] = run_if_chunk(st["v"], current, tc, out, st["count"], constant)
         return out
 
@@ -282,7 +301,7 @@ def _partial_sums(x: torch.Tensor, start: torch.Tensor, ks: list[int]) -> dict[i
     return out
 
 
-def simulate(net, x: np.ndarray, timesteps, *, batch_size: int = 100, time_chunk: int = 8,
+def simulate(net, x: np.ndarray, timesteps, *, batch_size: int = 100, time_chunk: int = 4,
              device: str = "cpu", layer_stats: bool = False, probe=(), progress: bool = False,
              synaptic_dtype: str | None = None) -> SimulationResult:
     """Simulate ``net`` (a SpikingNetwork) on ``x`` up to max(timesteps); see the module docstring.
@@ -306,7 +325,7 @@ def simulate(net, x: np.ndarray, timesteps, *, batch_size: int = 100, time_chunk
         torch.empty(0, device=device)
     except (RuntimeError, AssertionError, ValueError, TypeError) as e:
         raise DataError(f"device {device!r} is not available: {e}") from None
-    kernels = _Kernels(torch.bfloat16, device) if synaptic_dtype == "bfloat16" else None
+    kernels = _Kernels(SYNAPTIC_DTYPES[synaptic_dtype], device)
     graph = net.graph
     feeds = check_input(graph, x)
     xs = next(iter(feeds.values()))

@@ -133,6 +133,29 @@ def test_all_violations_reported_together() -> None:
     assert loihi.check(net) == err.violations  # the same list without quantizing
 
 
+def test_sdnn_graph_computes_the_unclipped_ann(tiny_snn) -> None:
+    # SDNN neurons are exact ReLUs: the graph it quantizes must not saturate at one spike per step
+    net, x = tiny_snn
+    from ann2snn.ir.reference import run_graph
+
+    hidden = run_graph(net.ann, x, outputs=["r1"])["r1"]
+    assert hidden.max() > 1.5  # activations above 1 ANN unit: a saturating graph would clip them
+    np.testing.assert_allclose(sdnn_graph(net).run(x), net.ann.run(x), rtol=1e-4, atol=1e-5)
+
+
+def test_sdnn_reports_a_clipped_relu() -> None:
+    rng = np.random.default_rng(0)
+    nodes = [ir.Dense("d1", ("x",), weight=rng.normal(0, 1, (6, 4)).astype(np.float32)),
+             ir.ReLU("relu6", ("d1",), ceiling=6.0),
+             ir.Dense("out", ("relu6",), weight=rng.normal(0, 1, (3, 6)).astype(np.float32))]
+    graph = Graph.from_unordered((TensorSpec("x", (4,)),), nodes, ("out",), name="clip")
+    x = rng.uniform(0, 1, (32, 4)).astype(np.float32)
+    net = ann2snn.convert(graph, x, FAST)
+    problems = loihi.check(net, neuron="sdnn")
+    assert [p[0] for p in problems] == ["relu6"] and "cuba" in problems[0][2]
+    assert loihi.check(net, neuron="cuba") == []
+
+
 def test_sdnn_is_refused_on_loihi1(tiny_snn) -> None:
     net, x = tiny_snn
     with pytest.raises(BackendConstraintError, match="SDNN"):
@@ -208,7 +231,7 @@ def test_cli_convert_target_loihi_and_evaluate_net(vgg, tmp_path) -> None:
     assert {"ann_accuracy", "snn_accuracy", "export"} <= set(report)
     assert report["export"]["resources"]["neurons"] > 0
     data = tmp_path / "test.npz"
-    np.savez(data, x=s.test_x[:20], y=s.test_y[:20])
+    np.savez(data, x=np.rint(s.test_x[:20, 0] * 255).astype(np.uint8), y=s.test_y[:20])  # raw images
     js = tmp_path / "eval.json"
     rc = main(["-q", "evaluate", str(folder / "vgg_avgpool.net"), "--data", str(data), "--timesteps", "2",
                "--json", str(js)])
