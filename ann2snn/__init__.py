@@ -7,6 +7,7 @@ Public API::
     result = snn.simulate(x, timesteps=[8, 16, 32])  # outputs at every T from one run
     report = ann2snn.evaluate("model.onnx", data=(x, y), calibration=x_calib)
     snn.save("out/snn"); snn = ann2snn.load("out/snn")
+    best = ann2snn.tune("model.onnx", x_calib, target_timesteps=32)   # or ConversionConfig(auto=True)
 """
 
 from ann2snn.config import ConversionConfig
@@ -17,11 +18,13 @@ from ann2snn.errors import (
 from ann2snn.evaluate import EvaluationReport, evaluate
 from ann2snn.frontend import load_onnx
 from ann2snn.network import SpikingNetwork, load
+from ann2snn import tune  # a callable module: ann2snn.tune(...) runs ann2snn.tune.tune(...)
+from ann2snn.tune import TuneResult
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Ann2SnnError", "BackendConstraintError", "ConversionConfig", "DataError", "EvaluationReport",
     "InvalidModelError", "SpikingNetwork", "UnsupportedModelError", "convert", "evaluate", "load",
-    "load_onnx",
+    "load_onnx", "tune", "TuneResult",
 ]

@@ -30,6 +30,10 @@ class ConversionConfig:
     signed: signed IF neurons (emit -1 to cancel excess spikes: more accurate at small T, ~30% slower).
     input_encoding: ``analog`` (constant current into the first layer) or ``poisson`` (seeded).
     seed: seed of the Poisson encoder (and of any random choice; determinism is a promise).
+    auto: run :func:`ann2snn.tune` first (``ann2snn tune``): search norm, granularity, v_init, bias
+        correction and the max-pool mode for T = ``calibration_timesteps`` on held-out calibration data, and
+        convert with the chosen settings (the search table is kept in ``snn.info["tuning"]``). Slower: up
+        to 20 candidate conversions.
     """
 
     norm: str = "percentile:99.9"
@@ -44,6 +48,7 @@ class ConversionConfig:
     seed: int = 0
     calibration_batch_size: int = 128
     bias_correction_samples: int = 256
+    auto: bool = False
 
     def __post_init__(self):
         problems = []
@@ -80,6 +85,8 @@ class ConversionConfig:
             problems.append(f"seed={self.seed!r} must be a non-negative int")
         if self.signed not in (True, False):
             problems.append(f"signed={self.signed!r} must be true or false")
+        if self.auto not in (True, False):
+            problems.append(f"auto={self.auto!r} must be true or false")
         if problems:
             raise ValueError("invalid ConversionConfig: " + "; ".join(problems))
 

@@ -334,7 +334,7 @@ def tune(model, calibration, target_timesteps: int = 32, budget: int | None = No
         raise ValueError(f"strategy must be 'staged' or 'grid', got {strategy!r}")
     if budget is not None and (isinstance(budget, bool) or int(budget) < 1):
         raise ValueError(f"budget must be a positive number of candidates, got {budget!r}")
-    base = base_config or ConversionConfig()
+    base = (base_config or ConversionConfig()).replace(auto=False)  # the chosen config must not re-tune
     t0 = time.perf_counter()
     s = _Search(model, calibration, target_timesteps, base, None if budget is None else int(budget), time_limit,
                 progress, holdout_samples)

@@ -53,6 +53,9 @@ def add_config_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--calibration-timesteps", type=int,
                    help=f"T used by mmse, bias correction and auto choices (default {d.calibration_timesteps})")
     g.add_argument("--seed", type=int, help=f"seed for every random choice (default {d.seed})")
+    g.add_argument("--auto", action="store_true", default=None,
+                   help="tune first (what `ann2snn tune` does, for T = --calibration-timesteps) and convert with "
+                        "the chosen settings; slower")
     g.add_argument("--config", help="JSON file with ConversionConfig fields (e.g. from `ann2snn tune`); "
                                     "flags given explicitly win")
 
@@ -68,7 +71,7 @@ def config_from_args(args) -> ConversionConfig:
             raise DataError(f"{args.config}: the config JSON must be an object of ConversionConfig fields")
     flags = {"norm": args.norm, "granularity": args.granularity, "maxpool": args.maxpool, "signed": args.signed,
              "input_encoding": args.input_encoding, "calibration_timesteps": args.calibration_timesteps,
-             "seed": args.seed}
+             "seed": args.seed, "auto": getattr(args, "auto", None)}
     if args.v_init is not None:
         flags["v_init"] = "auto" if args.v_init == "auto" else _float(args.v_init, "--v-init")
     if args.bias_correction is not None:

@@ -53,7 +53,9 @@ def run(args) -> int:
             save_scales(tmp / "scales.json", snn.scales, {"model": path, "config": snn.config.to_dict()})
             if args.target != "snn":  # checked and written before the (slow) evaluation
                 exported = export_target(args, snn, tmp, name, calib, manifest)
-            report = None
+            report, fixed = None, None
+            if args.target == "loihi" and data is not None:  # Lava-exact accuracy, for both reports
+                fixed = fixed_point_accuracy(exported, data, args.timesteps, progress)
             if data is not None:
                 report = evaluate(path, data, snn=snn, timesteps=args.timesteps, device=args.device,
                                   progress=progress)
@@ -63,11 +65,11 @@ def run(args) -> int:
                 else:  # report.json (a superset of the accuracy JSON), report.md, plots/
                     from ann2snn.report.cli import write_report
 
-                    write_report(tmp, report, snn, calib, args)
+                    write_report(tmp, report, snn, calib, args, fixed_point_accuracy=fixed)
             else:
                 log.info("no evaluation data: report skipped")
             if args.target == "loihi":
-                write_loihi_report(args, exported, report, data, tmp / "loihi_report.json", progress)
+                write_loihi_report(args, exported, report, fixed, data, tmp / "loihi_report.json")
         print(f"{name}: wrote {target}")
     return 0
 
@@ -103,20 +105,24 @@ def export_target(args, snn, tmp: Path, name: str, calib, manifest):
     return exported
 
 
-def write_loihi_report(args, exported, report, data, path: Path, progress: bool) -> None:
-    """loihi_report.json: ANN, float SNN and fixed-point (Lava-exact) accuracy per T, quantization, resources."""
+def fixed_point_accuracy(exported, data, timesteps, progress: bool) -> dict[str, float]:
+    """{T: accuracy} of the bit-exact fixed-point (Lava fixed_pt) simulation of the exported network."""
     import numpy as np
 
     from ann2snn.loihi import simulate_loihi
 
+    x, y = data
+    res = simulate_loihi(exported, x, timesteps, progress=progress)
+    return {str(t): float(np.mean(res.predictions(t) == y)) for t in res.timesteps}
+
+
+def write_loihi_report(args, exported, report, fixed, data, path: Path) -> None:
+    """loihi_report.json: ANN, float SNN and fixed-point (Lava-exact) accuracy per T, quantization, resources."""
     doc = {"model": args.models, "neuron": exported.neuron, "profile": exported.profile,
            "file": exported.path.name if exported.path else None, "timesteps": list(args.timesteps),
            "latency_steps": exported.latency, "export": exported.to_dict()}
-    if data is not None:
-        x, y = data
-        res = simulate_loihi(exported, x, args.timesteps, progress=progress)
-        fixed = {str(t): float(np.mean(res.predictions(t) == y)) for t in res.timesteps}
-        doc.update(samples=int(len(y)), fixed_point_accuracy=fixed)
+    if fixed is not None:
+        doc.update(samples=int(len(data[1])), fixed_point_accuracy=fixed)
         if report is not None:
             doc.update(ann_accuracy=report.ann_accuracy, ann_source=report.ann_source,
                        snn_accuracy={str(t): report.snn_accuracy[str(t)] for t in args.timesteps})

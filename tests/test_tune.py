@@ -115,3 +115,19 @@ def test_cli_tune_never_reads_evaluation_data(calib, tmp_path, monkeypatch, caps
     assert table[0]["agreement"] == api.table[0]["agreement"]
     assert np.isclose(table[0]["relative_error"], api.table[0]["relative_error"])
     assert main(["-q", "tune", NAME, "--budget", "1", "--out", str(out)]) == 7  # exists: --force needed
+
+
+def test_config_auto_tunes_then_converts_and_saves(calib, tmp_path):
+    cfg = ann2snn.ConversionConfig(auto=True, calibration_timesteps=4, holdout_fraction=0.3)
+    snn = ann2snn.convert(MODEL, calib[:40], config=cfg)
+    tuning = snn.info["tuning"]
+    assert tuning["target_timesteps"] == 4 and len(tuning["table"]) >= 2
+    chosen = ann2snn.ConversionConfig.from_dict(tuning["config"])
+    assert chosen.auto is False and snn.config.norm == chosen.norm and snn.config.maxpool == chosen.maxpool
+    assert snn.config.auto is False  # the saved network does not search again when reused
+    back = ann2snn.load(snn.save(tmp_path / "snn"))
+    assert back.info["tuning"]["config"] == tuning["config"]
+    x = calib[:8]
+    np.testing.assert_array_equal(back.simulate(x, [4]).outputs[4], snn.simulate(x, [4]).outputs[4])
+    with pytest.raises(DataError, match="scales"):
+        ann2snn.convert(MODEL, calib[:40], config=cfg, scales={"a": np.ones(1)})

@@ -159,6 +159,20 @@ def convert(model, calibration=None, config: ConversionConfig | None = None, *, 
     """
     config = config or ConversionConfig()
     graph = as_graph(model)
+    tuning = None
+    if config.auto:
+        if scales is not None:
+            raise DataError("ConversionConfig(auto=True) searches the thresholds itself: do not pass scales")
+        from ann2snn.tune import tune
+
+        tuning = tune(graph, calibration, target_timesteps=config.calibration_timesteps,
+                      base_config=config.replace(auto=False), progress=progress)
+        config = tuning.config
+        log.info("auto: tuned config %s (agreement %.4f on %d held-out images)", config.to_dict(),
+                 tuning.best["agreement"], tuning.holdout_samples)
+        net = convert(graph, calibration, config, progress=progress)
+        return replace(net, info=dict(net.info, tuning={k: v for k, v in tuning.to_dict().items()
+                                                        if k not in ("holdout_indices",)}))
     plan = plan_conversion(graph, config)
     x = calibration_array(plan.ann, calibration)
     rng = np.random.default_rng(config.seed)

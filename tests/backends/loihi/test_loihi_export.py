@@ -222,7 +222,7 @@ def test_cli_convert_target_loihi_and_evaluate_net(vgg, tmp_path) -> None:
     out = tmp_path / "out"
     rc = main(["-q", "convert", str(VGG), "--target", "loihi", "--loihi-neuron", "sdnn", "--out", str(out),
                "--v-init", "0", "--bias-correction", "off", "--limit", "40", "--timesteps", "1,4",
-               "--no-report"])
+               "--no-plots", "--what-if-layers", "0", "--report-samples", "40"])
     assert rc == 0
     folder = out / "vgg_avgpool"
     assert (folder / "vgg_avgpool.net").is_file() and (folder / "vgg_avgpool.loihi.json").is_file()
@@ -230,6 +230,9 @@ def test_cli_convert_target_loihi_and_evaluate_net(vgg, tmp_path) -> None:
     assert set(report["fixed_point_accuracy"]) == {"1", "4"} and report["samples"] == 40
     assert {"ann_accuracy", "snn_accuracy", "export"} <= set(report)
     assert report["export"]["resources"]["neurons"] > 0
+    conversion_report = json.loads((folder / "report.json").read_text())  # the fixed-point column of report.md
+    assert conversion_report["fixed_point_accuracy"] == report["fixed_point_accuracy"]
+    assert "fixed-point SNN %" in (folder / "report.md").read_text()
     data = tmp_path / "test.npz"
     np.savez(data, x=np.rint(s.test_x[:20, 0] * 255).astype(np.uint8), y=s.test_y[:20])  # raw images
     js = tmp_path / "eval.json"
