@@ -20,9 +20,10 @@ class ConversionConfig:
     v_init: initial membrane potential as a fraction of the threshold: 0.0, 0.5 (theta/2, turns the
         rate code's floor into round), or ``"auto"``: chosen per model on a held-out part of the
         calibration data, together with ``bias_correction``.
-    bias_correction: shift each spiking layer's bias so that the SNN's mean rate per channel matches the
-        ANN's mean activation on calibration data (Li et al. 2021, light calibration); ``True``, ``False``
-        or ``"auto"``.
+    bias_correction: make each spiking layer's mean rate per channel match the ANN's mean activation on
+        calibration data (Li et al. 2021, light calibration), split into a bias shift for the steady-state
+        error and an initial-potential charge for the start-up deficit, so the correction does not grow
+        with T (see ``ann2snn.convert.pipeline.bias_correct``); ``True``, ``False`` or ``"auto"``.
     calibration_timesteps: T used by mmse, bias correction and ``auto`` choices.
     maxpool: ``pre_neuron`` (max over the cumulative input current before the IF: exact in the limit,
         4x fewer neurons), ``cumulative`` (exact max of cumulative spike counts, graded output) or
