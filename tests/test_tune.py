@@ -131,3 +131,16 @@ def test_config_auto_tunes_then_converts_and_saves(calib, tmp_path):
     np.testing.assert_array_equal(back.simulate(x, [4]).outputs[4], snn.simulate(x, [4]).outputs[4])
     with pytest.raises(DataError, match="scales"):
         ann2snn.convert(MODEL, calib[:40], config=cfg, scales={"a": np.ones(1)})
+
+
+def test_a_non_default_choice_must_win_by_a_margin(calib):
+    from ann2snn.tune import DEFAULT_MARGIN_IMAGES
+
+    r = tune(MODEL, calib, 4, budget=8, holdout_samples=12)
+    assert r.baseline is not None and len(r.table) == 8
+    if r.best["id"] != r.baseline["id"]:
+        assert r.best["agreement"] >= r.baseline["agreement"] + DEFAULT_MARGIN_IMAGES / 12 - 1e-9
+    else:  # kept the defaults: the unconstrained pick did not beat them by the margin
+        from ann2snn.tune import _pick
+
+        assert _pick(r.table, 12)["agreement"] < r.baseline["agreement"] + DEFAULT_MARGIN_IMAGES / 12

@@ -118,7 +118,7 @@ def render(doc: dict) -> str:
     pl = doc["plots"]
     if pl["available"] and pl["files"]:
         titles = {"accuracy": "Accuracy vs T", "layers": "Per-layer correlation and firing rate vs T",
-                  "scatter": "ANN activation vs SNN rate, worst layer"}
+                  "scatter": "ANN activation vs SNN rate, layer adding the most error"}
         for k, path in pl["files"].items():
             out += [f"### {titles.get(k, k)}", "", f"![{titles.get(k, k)}]({path})", ""]
     else:

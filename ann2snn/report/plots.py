@@ -135,7 +135,7 @@ def plot_scatter(doc: dict, scatter: dict, path: Path) -> Path:
     ax.set_ylim(-0.03 if s.min(initial=0) >= 0 else float(s.min()) - 0.03, max(1.05, float(s.max(initial=0)) + 0.03))
     ax.set_xlabel("ANN activation / λ")
     ax.set_ylabel(f"SNN rate at T={t} (spikes per step)")
-    ax.set_title(f"worst layer {scatter.get('label', '')} {scatter.get('kind', '')} at T={t}\n"
+    ax.set_title(f"layer adding the most error: {scatter.get('label', '')} {scatter.get('kind', '')} at T={t}\n"
                  f"{scatter['layer']}" + (f"  (r = {r:.3f}" if r is not None else "  (")
                  + f", {100 * sat:.1f}% of samples above λ)", fontsize=9)
     ax.grid(True, alpha=0.3)

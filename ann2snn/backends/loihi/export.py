@@ -540,6 +540,13 @@ def export_loihi(net, path: str | os.PathLike | None = None, *, neuron: str = "c
     if violations:
         raise BackendConstraintError(violations, backend=f"netx/{profile.name}")
     warnings: list[str] = []
+    if neuron == "cuba":
+        from ann2snn.ir.snn import IF
+
+        charged = [n.name for n in graph.nodes if isinstance(n, IF) and np.any(np.asarray(n.v_init) != 0)]
+        if charged:  # netx/Lava CUBA neurons start at v = 0 (the reset_interval clears them there)
+            warnings.append(f"{len(charged)} IF layer(s) start at a non-zero potential (v_init / bias-correction "
+                            "charge), which Lava's CUBA neurons cannot: they start at 0 on Loihi")
     x_cal = None
     if calibration is not None:
         from ann2snn.ir.reference import check_input
