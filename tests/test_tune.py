@@ -53,7 +53,8 @@ def test_tune_is_budgeted_and_its_config_converts_and_round_trips(calib, tmp_pat
     assert r.holdout_samples == 12 and r.fit_samples == 48
     assert len(set(r.holdout_indices)) == 12 and all(0 <= i < len(calib) for i in r.holdout_indices)
     c = r.config
-    assert c.calibration_timesteps == 8 and c.v_init in (0.0, 0.5) and c.bias_correction in (True, False)
+    assert r.kept_defaults  # three stage-1 candidates only: nothing outside the defaults was tried
+    assert c == ann2snn.ConversionConfig(calibration_timesteps=8)  # the defaults, v_init/bias 'auto' included
     assert c.norm in NORMS and (c.norm, c.granularity, c.maxpool) == (r.best["norm"], r.best["granularity"],
                                                                     r.best["maxpool"])
     for row in r.table:
@@ -64,8 +65,10 @@ def test_tune_is_budgeted_and_its_config_converts_and_round_trips(calib, tmp_pat
     doc = json.loads(paths["tune"].read_text())
     assert doc["format"] == "ann2snn-tune" and len(doc["table"]) == 3
     assert "chosen" in paths["markdown"].read_text()
-    snn = ann2snn.convert(MODEL, calib, config=c)  # a tuned config has no 'auto' left: no second search
-    assert "auto_table" not in snn.info and snn.config.norm == c.norm
+    assert "kept" in paths["markdown"].read_text()
+    snn = ann2snn.convert(MODEL, calib, config=c)  # kept defaults: exactly the default conversion
+    default = ann2snn.convert(MODEL, calib, config=ann2snn.ConversionConfig(calibration_timesteps=8))
+    assert snn.info["v_init"] == default.info["v_init"] and snn.config == default.config
 
 
 def test_tune_is_reproducible(calib):
@@ -138,9 +141,11 @@ def test_a_non_default_choice_must_win_by_a_margin(calib):
 
     r = tune(MODEL, calib, 4, budget=8, holdout_samples=12)
     assert r.baseline is not None and len(r.table) == 8
-    if r.best["id"] != r.baseline["id"]:
+    if not r.kept_defaults:
         assert r.best["agreement"] >= r.baseline["agreement"] + DEFAULT_MARGIN_IMAGES / 12 - 1e-9
+        assert r.config.norm == r.best["norm"] and r.config.v_init == r.best["v_init"]
     else:  # kept the defaults: the unconstrained pick did not beat them by the margin
+        assert r.config == ann2snn.ConversionConfig(calibration_timesteps=4)
         from ann2snn.tune import _pick
 
         assert _pick(r.table, 12)["agreement"] < r.baseline["agreement"] + DEFAULT_MARGIN_IMAGES / 12
