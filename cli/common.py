@@ -99,7 +99,18 @@ def add_data_arguments(p: argparse.ArgumentParser, *, data: bool) -> None:
     g.add_argument("--mean", help="subtract: a number or comma-separated per-channel values")
     g.add_argument("--std", help="divide: a number or comma-separated per-channel values")
     g.add_argument("--layout", choices=("NCHW", "NHWC"), help="the layout the model expects")
-    g.add_argument("--limit", type=int, help="use only the first N evaluation samples")
+    g.add_argument("--limit", type=positive_int, help="use only the first N evaluation samples (N >= 1)")
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (``--limit 0`` used to mean "all" and a negative one dropped samples)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
 
 
 def resolve_model(model: str) -> tuple[str, dict | None]:

@@ -212,3 +212,13 @@ def test_exit_codes_match_the_documented_table():
         assert EXIT.get(name, code) == code
     assert "130 interrupted" in EXIT_HELP and "7  output exists" in EXIT_HELP
     json.dumps(EXIT_CODES)
+
+
+@pytest.mark.parametrize("limit", ["0", "-5", "ten"])
+def test_limit_must_be_a_positive_integer(capsys, files, limit):
+    with pytest.raises(SystemExit) as info:  # argparse's usage error: exit code 2, one message, no traceback
+        main(["-q", "convert", files["model"], "--out", files["out"], "--calib", files["calib"], "--limit", limit,
+              "--no-report"])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and "--limit" in err and "positive integer" in err and "Traceback" not in err
+    assert left_in(files["out"]) == []
