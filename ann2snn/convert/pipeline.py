@@ -117,7 +117,7 @@ def bias_correct(net: SpikingNetwork, x: np.ndarray, timesteps: int, progress=Fa
             log.debug("bias correction: no biased linear op feeds %s; skipped", name)
             continue
         # only the layers up to this one matter: simulate that prefix of the graph
-        prefix = _prefix_graph(graph, name)
+        prefix = graph.prefix(name)
         current = replace(net, graph=prefix, output_units={name: np.ones(1, np.float32)})
         res = current.simulate(x, [t1, t2], probe=[name])
         lam = np.asarray(net.scales[name], np.float32).reshape(-1)
@@ -139,30 +139,8 @@ def bias_correct(net: SpikingNetwork, x: np.ndarray, timesteps: int, progress=Fa
     return replace(net, graph=graph, info=dict(net.info, bias_correction=True))
 
 
-def _prefix_graph(graph: Graph, tensor: str) -> Graph:
-    """The part of ``graph`` that ``tensor`` depends on, with ``tensor`` as its output."""
-    needed, stack = set(), [tensor]
-    while stack:
-        t = stack.pop()
-        if t in needed or t not in graph.node_by_name:
-            continue
-        needed.add(t)
-        stack.extend(graph.node(t).inputs)
-    return replace(graph, nodes=tuple(n for n in graph.nodes if n.name in needed), outputs=(tensor,))
-
-
 def _channel_mean(a: np.ndarray) -> np.ndarray:
     return a.reshape(a.shape[0], a.shape[1], -1).mean(axis=(0, 2)) if a.ndim > 2 else a.mean(axis=0)
-
-
-def _score(net: SpikingNetwork, x: np.ndarray, ann_out: np.ndarray, timesteps: list[int]) -> dict:
-    """Agreement with the ANN's argmax and relative output error, averaged over ``timesteps``."""
-    res = net.simulate(x, timesteps)
-    ann_pred = ann_out.reshape(len(ann_out), -1).argmax(1)
-    agree = [float((res.predictions(t) == ann_pred).mean()) for t in timesteps]
-    err = [float(np.linalg.norm(res.outputs[t] - ann_out) / max(np.linalg.norm(ann_out), 1e-12)) for t in timesteps]
-    return {"agreement": float(np.mean(agree)), "relative_error": float(np.mean(err)),
-            "per_t": {str(t): a for t, a in zip(timesteps, agree)}}
 
 
 def convert(model, calibration=None, config: ConversionConfig | None = None, *, scales=None,
@@ -221,13 +199,14 @@ def convert(model, calibration=None, config: ConversionConfig | None = None, *, 
         return replace(net, config=net.config.replace(bias_correction=bc),
                        info=dict(net.info, v_init=v0, bias_correction=bc))
     from ann2snn.ir.reference import run_graph
+    from ann2snn.report.scoring import score_network
 
     ann_out = run_graph(plan.ann, hold)
     tc = config.calibration_timesteps
     score_ts = sorted({max(1, tc // 2), tc, 2 * tc, 4 * tc})
     table = []
     for (v0, bc), net in candidates:
-        s = _score(net, hold, ann_out, score_ts)
+        s = score_network(net, hold, ann_out, score_ts)
         table.append({"v_init": v0, "bias_correction": bc, **s})
         log.info("auto: v_init=%.1f bias_correction=%s agreement=%.4f rel_err=%.4f", v0, bc,
                  s["agreement"], s["relative_error"])

@@ -52,6 +52,17 @@ class Graph:
         outs = tuple(outputs) if outputs is not None else self.outputs
         return dataclasses.replace(self, nodes=topological_sort(self.inputs, list(nodes)), outputs=outs)
 
+    def prefix(self, tensor: str) -> "Graph":
+        """The part of the graph that ``tensor`` depends on, with ``tensor`` as its only output."""
+        needed, stack = set(), [tensor]
+        while stack:
+            t = stack.pop()
+            if t in needed or t not in self.node_by_name:
+                continue
+            needed.add(t)
+            stack.extend(self.node(t).inputs)
+        return dataclasses.replace(self, nodes=tuple(n for n in self.nodes if n.name in needed), outputs=(tensor,))
+
     # ------------------------------------------------------------------ queries
 
     @cached_property

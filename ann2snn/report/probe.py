@@ -15,24 +15,12 @@ from ann2snn.ir.reference import run_graph
 from ann2snn.ir.snn import IF
 
 
-def _ancestors(graph, tensor: str) -> set[str]:
-    keep, frontier = set(), [tensor]
-    while frontier:
-        t = frontier.pop()
-        if t in keep or t not in graph.node_by_name:
-            continue
-        keep.add(t)
-        frontier.extend(graph.node(t).inputs)
-    return keep
-
-
 def layer_network(snn, layer: str):
     """A copy of ``snn`` whose readout is IF layer ``layer`` (rate x lambda per neuron)."""
     node = snn.graph.node(layer)
     if not isinstance(node, IF):
         raise ValueError(f"'{layer}' is not an IF layer of the network")
-    keep = _ancestors(snn.graph, layer)
-    graph = snn.graph.with_nodes([n for n in snn.graph.nodes if n.name in keep], outputs=[layer])
+    graph = snn.graph.prefix(layer)
     shape = graph.shapes[layer]
     lam = np.asarray(node.scale, np.float32).reshape(-1)
     unit = lam.reshape((-1,) + (1,) * (len(shape) - 1)) if lam.size > 1 else lam.reshape((1,) * len(shape))

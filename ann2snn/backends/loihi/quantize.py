@@ -663,6 +663,13 @@ def _layer_report(index: int, ltype: str, stage: Stage, scale: float, vth: int |
         biases_clipped=bclip, scale_min=float(np.min(s_rows)), scale_max=float(np.max(s_rows)), **extra)
 
 
+def _add_flatten_layer(stage: Stage, layers: list, reports: list, per_channel: np.ndarray) -> np.ndarray:
+    """Append a netx flatten layer and its report; returns the per-channel vector expanded per feature."""
+    layers.append(FlattenLayer())
+    reports.append(LayerQuantization(len(layers) - 1, "flatten", stage.name, stage.nodes, 1.0, None, None, None, None))
+    return _flatten_vector(per_channel, stage)
+
+
 def _netx_layer(stage: Stage, w_int: np.ndarray, b_int: np.ndarray | None, neuron: NeuronParams | None):
     if stage.kind in ("conv", "pool"):
         return ConvLayer(weight=w_int, shape=stage.out_shape, neuron=neuron, stride=stage.stride,
@@ -751,9 +758,7 @@ def _quantize_cuba(stages, input_shape, input_max, input_unit, output_unit, opti
     for stage in stages:
         index = len(layers)
         if stage.kind == "flatten":
-            layers.append(FlattenLayer())
-            reports.append(LayerQuantization(index, "flatten", stage.name, stage.nodes, 1.0, None, None, None, None))
-            theta = _flatten_vector(theta, stage)
+            theta = _add_flatten_layer(stage, layers, reports, theta)
             continue
         if stage.kind == "pool":  # weight 2 per tap and threshold 2·k: exact; spike values θ pass through
             # weight 2·j per tap and threshold 2·j·k: exact; j = 8 leaves threshold resolution for compensation
@@ -863,9 +868,7 @@ def _quantize_sdnn(stages, input_shape, input_max, input_unit, output_unit, opti
     for stage in stages:
         index = len(layers)
         if stage.kind == "flatten":
-            layers.append(FlattenLayer())
-            reports.append(LayerQuantization(index, "flatten", stage.name, stage.nodes, 1.0, None, None, None, None))
-            m = _flatten_vector(m, stage)
+            m = _add_flatten_layer(stage, layers, reports, m)
             continue
         out_cap = plan["out_cap"][stage.name]  # largest message unit the next layer can take
         y_max, syn_max = plan["stats"][stage.name]
