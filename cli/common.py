@@ -58,6 +58,21 @@ def add_config_arguments(p: argparse.ArgumentParser) -> None:
                         "the chosen settings; slower")
     g.add_argument("--config", help="JSON file with ConversionConfig fields (e.g. from `ann2snn tune`); "
                                     "flags given explicitly win")
+    g.add_argument("--scales", metavar="FILE",
+                   help="thresholds to use instead of calibrating them (a scales.json written by `convert`, or a "
+                        "report's suggested_scales.json); calibration data is still used for bias correction")
+
+
+def scales_from_args(args) -> dict | None:
+    """The thresholds of ``--scales FILE`` (checked against the model by ``convert``), or None."""
+    path = getattr(args, "scales", None)
+    if not path:
+        return None
+    if getattr(args, "auto", None):
+        raise DataError("--scales and --auto exclude each other: --auto searches the thresholds itself")
+    from ann2snn.calibration import load_scales
+
+    return load_scales(path)
 
 
 def config_from_args(args) -> ConversionConfig:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ann2snn.cli.common import (
     add_config_arguments, add_data_arguments, calibration_and_data, config_from_args, output_dir,
-    resolve_model, timesteps_arg, write_json,
+    resolve_model, scales_from_args, timesteps_arg, write_json,
 )
 
 COMMAND = "convert"
@@ -38,6 +38,7 @@ def run(args) -> int:
     from ann2snn.evaluate import evaluate
 
     config = config_from_args(args)
+    scales = scales_from_args(args)
     progress = not args.quiet
     if args.timesteps is None:
         args.timesteps = [8, 16, 32, 64, 128] if args.target == "loihi" else [8, 16, 32, 64, 128, 256]
@@ -48,7 +49,7 @@ def run(args) -> int:
         name = manifest["name"] if manifest else Path(path).stem
         target = Path(args.out) / name
         with output_dir(target, args.force) as tmp:
-            snn = convert(graph, calib, config, progress=progress)
+            snn = convert(graph, calib, config, scales=scales, progress=progress)
             snn.save(tmp / "snn")
             save_scales(tmp / "scales.json", snn.scales, {"model": path, "config": snn.config.to_dict()})
             if args.target != "snn":  # checked and written before the (slow) evaluation

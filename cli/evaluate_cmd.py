@@ -6,7 +6,7 @@ from pathlib import Path
 
 from ann2snn.cli.common import (
     add_config_arguments, add_data_arguments, calibration_and_data, config_from_args, resolve_model,
-    timesteps_arg, write_json,
+    scales_from_args, timesteps_arg, write_json,
 )
 from ann2snn.errors import DataError
 
@@ -47,13 +47,14 @@ def run(args) -> int:
     if data is None:
         raise DataError("--data is required for models outside the zoo")
     snn, t_convert = None, None
-    if args.report:  # the report needs the network itself: convert here, then evaluate it
+    scales = scales_from_args(args)
+    if args.report or scales is not None:  # the report needs the network itself: convert here, then evaluate it
         import time
 
         from ann2snn.convert.pipeline import convert
 
         t0 = time.perf_counter()
-        snn = convert(graph, calib, config_from_args(args), progress=not args.quiet)
+        snn = convert(graph, calib, config_from_args(args), scales=scales, progress=not args.quiet)
         t_convert = time.perf_counter() - t0
     report = evaluate(path, data, calib, args.timesteps, config=config_from_args(args), device=args.device,
                       batch_size=args.batch_size, progress=not args.quiet, snn=snn)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +26,8 @@ class Report:
 
     doc: dict
     scatter: dict | None = None
-    extra_files: dict = field(default_factory=dict)
+    suggested_scales: dict | None = None  # every threshold, with the diagnosis's best fix applied
+    model: str = ""
 
     def to_dict(self) -> dict:
         return self.doc
@@ -57,6 +58,14 @@ class Report:
         (out / "report.md").write_text(self.markdown())
         written["report.json"] = out / "report.json"
         written["report.md"] = out / "report.md"
+        if self.suggested_scales is not None:
+            from ann2snn.calibration import save_scales
+
+            fix = self.doc["diagnosis"]["best_fix"]
+            written[dg.SUGGESTED_SCALES] = save_scales(
+                out / dg.SUGGESTED_SCALES, self.suggested_scales,
+                {"model": self.model, "config": self.doc.get("config"),
+                 "change": f"{fix['change']} the threshold of {fix['layer']} ({fix['label']}) to {fix['method']}"})
         for k, v in files.items():
             written[k] = out / v
         return written
@@ -142,13 +151,13 @@ def build_report(evaluation, snn, *, calibration: np.ndarray | None = None, prob
 
     ranked = dg.findings(layers, order, ups, t_d)
     pool = calibration if calibration is not None else probe_data
-    experiments, note, base_score, n_wi = [], "what-if experiments were skipped", None, 0
+    experiments, note, base_score, n_wi, tried = [], "what-if experiments were skipped", None, 0, {}
     if pool is not None and len(pool) and what_if_samples > 0 and ranked:
         rng = np.random.default_rng(seed)
         idx = np.sort(rng.permutation(len(pool))[:what_if_samples])
         xs = np.asarray(pool[idx], np.float32)
         n_wi = len(xs)
-        experiments, note, base_score = dg.what_if(snn, ranked, xs, t_d, top=what_if_layers,
+        experiments, note, base_score, tried = dg.what_if(snn, ranked, xs, t_d, top=what_if_layers,
                                                    ladder_x=np.asarray(pool, np.float32), progress=progress)
         if calibration is None:
             note = note.replace("calibration images", "evaluation images (labels unused)")
@@ -183,7 +192,8 @@ def build_report(evaluation, snn, *, calibration: np.ndarray | None = None, prob
             log.warning("per-neuron probe of %s failed: %s", worst, e)
     doc = _clean(doc)
     validate_report(doc)
-    return Report(doc, scatter)
+    suggested = next((tried[i] for i, e in enumerate(experiments) if e is fix), None)
+    return Report(doc, scatter, suggested, model=str(base.get("model", "")))
 
 
 def report_from_evaluation(evaluation, snn, out_dir=None, **kw) -> Report:

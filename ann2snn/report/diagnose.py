@@ -94,6 +94,9 @@ def upstream_layers(graph) -> dict[str, list[str]]:
 # ---------------------------------------------------------------------------------------- findings
 
 
+SUGGESTED_SCALES = "suggested_scales.json"  # written beside report.json when a best fix was measured
+
+
 def _pct(x: float) -> str:
     return f"{100 * x:.0f}%" if x >= 0.01 else f"{100 * x:.1f}%"
 
@@ -193,10 +196,12 @@ def _variants(current: np.ndarray, ladder: dict[str, np.ndarray]) -> dict[str, t
 
 
 def what_if(snn, ranked: list[dict], x: np.ndarray, t: int, *, top: int = 3, ladder_x: np.ndarray | None = None,
-            progress: bool = False) -> tuple[list[dict], str, dict | None]:
+            progress: bool = False) -> tuple[list[dict], str, dict | None, dict]:
     """Measure one-layer threshold changes for the ``top`` ranked layers on ``x`` at T=t.
 
-    Returns (experiments, note, baseline score). ``x``: a few calibration images (no labels used);
+    Returns (experiments, note, baseline score, thresholds): ``thresholds[i]`` is the whole scales mapping
+    experiment i was built with (what a user passes back to ``convert`` to apply that fix).
+    ``x``: a few calibration images (no labels used);
     ``ladder_x``: the calibration images whose statistics give the candidate thresholds (default ``x``).
     """
     from tqdm.auto import tqdm
@@ -207,7 +212,7 @@ def what_if(snn, ranked: list[dict], x: np.ndarray, t: int, *, top: int = 3, lad
     if not chosen:
         chosen = ranked[:min(top, 1)]
     if not chosen or len(x) == 0:
-        return [], "no what-if experiments were run", None
+        return [], "no what-if experiments were run", None, {}
     plan, v0 = _rebuild_context(snn)
     rebuilt = bool(snn.info.get("bias_correction")) or bool(snn.config.bias_correction is True)
     base_net = _build(plan, snn, snn.scales, v0) if rebuilt else snn
@@ -216,7 +221,7 @@ def what_if(snn, ranked: list[dict], x: np.ndarray, t: int, *, top: int = 3, lad
     bar = tqdm(total=1 + 2 * len(chosen), disable=not progress, desc="what-if", leave=False)
     base = score_network(base_net, x, ann_out, t)
     bar.update(1)
-    experiments = []
+    experiments, tried = [], {}
     for f in chosen:
         name = f["layer"]
         current = np.asarray(snn.scales[name], np.float32)
@@ -225,6 +230,7 @@ def what_if(snn, ranked: list[dict], x: np.ndarray, t: int, *, top: int = 3, lad
             scales[name] = values
             s = score_network(_build(plan, snn, scales, v0), x, ann_out, t)
             bar.update(1)
+            tried[len(experiments)] = scales
             experiments.append({
                 "layer": name, "label": f["label"], "change": change,
                 "threshold_before": float(current.mean()), "threshold_after": float(np.mean(values)),
@@ -237,7 +243,7 @@ def what_if(snn, ranked: list[dict], x: np.ndarray, t: int, *, top: int = 3, lad
             f"ANN's and relative output error, one layer's threshold changed at a time "
             f"(baseline: agreement {100 * base['agreement']:.1f}%, error {base['relative_error']:.3f}")
     note += "; bias correction off in these rebuilt networks)" if rebuilt else ")"
-    return experiments, note, base
+    return experiments, note, base, tried
 
 
 def best_fix(experiments: list[dict], min_error_reduction: float = 0.01) -> dict | None:
@@ -330,7 +336,8 @@ def summary(doc: dict, ranked: list[dict], experiments: list[dict], fix: dict | 
             f"{base['relative_error']:.3f} to {fix['score']['relative_error']:.3f} "
             f"({100 * fix['gain_relative_error'] / max(base['relative_error'], 1e-12):.0f}% less), "
             f"on {what_if_samples} calibration images at T={t}. "
-            f"Fix this layer first (e.g. convert with that threshold via a scales file, or run `ann2snn tune`).")
+            f"Fix this layer first: the report's {SUGGESTED_SCALES} holds every threshold with this one changed "
+            f"(`--scales {SUGGESTED_SCALES}` on `ann2snn convert` or `evaluate`), or run `ann2snn tune`.")
     elif experiments:
         lines.append(f"No single-layer threshold change (one notch up or down, {len(experiments)} measured) lowered "
                      f"the output error without losing agreement with the ANN on {what_if_samples} calibration "

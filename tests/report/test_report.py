@@ -124,3 +124,33 @@ def test_validator_reports_each_kind_of_mismatch(zoo_eval):
     with pytest.raises(SchemaError):
         validate_report(bad)
     assert validate(True, {"type": "integer"}) and validate(float("nan"), {"type": "number"})
+
+
+def test_best_fix_is_written_as_a_scales_file_to_convert_with(zoo_eval, tmp_path, monkeypatch):
+    """The report's suggested_scales.json = the network's thresholds with the best fix's layer changed."""
+    from ann2snn.calibration import load_scales
+    from ann2snn.report import build as report_build
+
+    name = "resnet_small" if "resnet_small" in MODELS else MODELS[0]
+    snn, ev, calib = zoo_eval(name)
+    # whichever experiment wins on real data, the file must hold the thresholds it was measured with
+    monkeypatch.setattr(report_build.dg, "best_fix", lambda exps, *a, **k: exps[-1] if exps else None)
+    rep = build_report(ev, snn, calibration=calib, diagnosis_t=8, what_if_samples=8, what_if_layers=1,
+                       scatter_samples=0)
+    fix = rep.doc["diagnosis"]["best_fix"]
+    assert fix is not None
+    written = rep.write(tmp_path, plots=False)
+    scales = load_scales(written["suggested_scales.json"])
+    assert set(scales) == set(snn.scales)
+    for layer, values in scales.items():
+        if layer == fix["layer"]:
+            assert float(np.mean(values)) == pytest.approx(fix["threshold_after"], rel=1e-5)
+            assert not np.allclose(values, snn.scales[layer])
+        else:
+            np.testing.assert_array_equal(values, snn.scales[layer])
+    assert any("--scales suggested_scales.json" in s for s in rep.doc["diagnosis"]["summary"])
+    # no measured fix: no file
+    monkeypatch.setattr(report_build.dg, "best_fix", lambda exps, *a, **k: None)
+    rep = build_report(ev, snn, calibration=calib, diagnosis_t=8, what_if_samples=8, what_if_layers=1,
+                       scatter_samples=0)
+    assert "suggested_scales.json" not in rep.write(tmp_path / "none", plots=False)

@@ -46,3 +46,25 @@ def test_convert_writes_the_report_by_default(tmp_path, small_calib):
     doc = validate_report(json.loads((folder / "report.json").read_text()))
     assert doc["diagnosis"]["what_if"] == [] and doc["plots"]["files"] == {}
     assert (folder / "report.md").is_file() and (folder / "snn" / "network.json").is_file()
+
+
+def test_scales_flag_converts_with_the_given_thresholds(tmp_path, small_calib):
+    """convert writes scales.json; --scales FILE converts with exactly those thresholds (edited here)."""
+    from ann2snn.calibration import load_scales, save_scales
+    from ann2snn.network import load
+
+    assert main(["-q", "convert", NAME, "--out", str(tmp_path / "a"), "--no-eval", *small_calib, *FAST]) == 0
+    scales = load_scales(tmp_path / "a" / NAME / "scales.json")
+    first = next(iter(scales))
+    scales[first] = scales[first] * 0.75
+    save_scales(tmp_path / "edited.json", scales)
+    assert main(["-q", "convert", NAME, "--out", str(tmp_path / "b"), "--no-eval", "--scales",
+                 str(tmp_path / "edited.json"), *small_calib, *FAST]) == 0
+    net = load(tmp_path / "b" / NAME / "snn")
+    assert set(net.scales) == set(scales)
+    for name, values in scales.items():
+        np.testing.assert_allclose(net.scales[name], values, rtol=1e-6)
+    # --auto searches the thresholds itself: both at once is a usage error naming the flags
+    assert main(["-q", "evaluate", NAME, "--scales", str(tmp_path / "edited.json"), "--auto", *small_calib,
+                 *FAST]) == 5
+    assert main(["-q", "evaluate", NAME, "--scales", str(tmp_path / "missing.json"), *small_calib, *FAST]) == 5
