@@ -38,6 +38,7 @@ class EvaluationReport:
     config: dict
     conversion: dict = field(default_factory=dict)
     seconds: dict = field(default_factory=dict)
+    simulation: dict = field(default_factory=dict)  # device, synaptic dtype, batch size, time chunk
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -91,10 +92,12 @@ def t_star(ann_accuracy: float, snn_accuracy: dict[str, float], timesteps) -> in
 
 def evaluate(model, data, calibration=None, timesteps=DEFAULT_TIMESTEPS, *,
              config: ConversionConfig | None = None, snn: SpikingNetwork | None = None, device: str = "cpu",
-             batch_size: int = 100, time_chunk: int = 4, progress: bool = False) -> EvaluationReport:
+             batch_size: int = 100, time_chunk: int = 4, synaptic_dtype: str | None = None,
+             progress: bool = False) -> EvaluationReport:
     """Convert ``model`` (unless ``snn`` is given) and measure ANN vs SNN accuracy on ``data``.
 
     data: (x, y) with x (N, *input shape) float, y (N,) integer labels.
+    synaptic_dtype: ``auto`` (None), ``float32`` or ``bfloat16``; see ``ann2snn.sim.simulate.simulate``.
     The ANN accuracy comes from onnxruntime when ``model`` is an ONNX file or proto, from the IR
     reference otherwise.
     """
@@ -117,7 +120,7 @@ def evaluate(model, data, calibration=None, timesteps=DEFAULT_TIMESTEPS, *,
     ann_pred = ann_out.reshape(len(ann_out), -1).argmax(1)
     t1 = time.perf_counter()
     res = snn.simulate(x, timesteps, batch_size=batch_size, time_chunk=time_chunk, device=device,
-                       layer_stats=True, progress=progress)
+                       layer_stats=True, progress=progress, synaptic_dtype=synaptic_dtype)
     t_sim = time.perf_counter() - t1
     snn_acc = {str(t): float((res.predictions(t) == y).mean()) for t in timesteps}
     agree = {str(t): float((res.predictions(t) == ann_pred).mean()) for t in timesteps}
@@ -133,6 +136,8 @@ def evaluate(model, data, calibration=None, timesteps=DEFAULT_TIMESTEPS, *,
         config=snn.config.to_dict(),
         conversion={k: v for k, v in snn.info.items()} | {"ann_macs_total": int(sum(macs.values()))},
         seconds={"convert": t_convert, "simulate": t_sim},
+        simulation={"device": str(device), "synaptic_dtype": res.synaptic_dtype, "batch_size": int(batch_size),
+                    "time_chunk": int(time_chunk)},
     )
     return report
 

@@ -21,6 +21,9 @@ def add_arguments(p):
                    help="comma-separated T values (default 8,16,32,64,128,256)")
     p.add_argument("--json", help="write the report as JSON to this file")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    p.add_argument("--synaptic-dtype", choices=("auto", "float32", "bfloat16"), default="auto",
+                   help="dtype of spikes and conv/dense weights in the simulation: auto (default) = bfloat16 where "
+                        "the hardware has it natively (faster, within 0.1 pt on the zoo), else float32")
     p.add_argument("--batch-size", type=int, default=100, help="simulation batch size (default 100)")
     p.add_argument("--force", action="store_true", help="replace an existing --json file or --report folder")
     add_config_arguments(p)
@@ -57,7 +60,8 @@ def run(args) -> int:
         snn = convert(graph, calib, config_from_args(args), scales=scales, progress=not args.quiet)
         t_convert = time.perf_counter() - t0
     report = evaluate(path, data, calib, args.timesteps, config=config_from_args(args), device=args.device,
-                      batch_size=args.batch_size, progress=not args.quiet, snn=snn)
+                      synaptic_dtype=args.synaptic_dtype, batch_size=args.batch_size, progress=not args.quiet,
+                      snn=snn)
     if t_convert is not None:
         report.seconds["convert"] = t_convert
     print(report.table())

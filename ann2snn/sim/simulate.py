@@ -92,6 +92,7 @@ class SimulationResult:
     layers: dict[str, dict] | None = None
     samples: int = 0
     probe: dict[str, dict[int, np.ndarray]] = field(default_factory=dict)
+    synaptic_dtype: str = "float32"  # what "auto" resolved to on this machine
 
     def predictions(self, t: int) -> np.ndarray:
         return self.outputs[t].reshape(len(self.outputs[t]), -1).argmax(axis=1)
@@ -137,7 +138,31 @@ def _flat(x: torch.Tensor) -> torch.Tensor:
 
 
 SYNAPTIC_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
-DEFAULT_SYNAPTIC_DTYPE = "float32"
+DEFAULT_SYNAPTIC_DTYPE = "auto"  # bfloat16 where the hardware computes it natively, else float32
+
+
+def native_bfloat16(device) -> bool:
+    """Does ``device`` run bfloat16 convolutions natively (AVX512-BF16 or AMX on CPU, bf16 on CUDA)?
+
+    Without it oneDNN emulates bfloat16 and is slower than float32, so ``auto`` keeps float32 there.
+    """
+    device = torch.device(device)
+    if device.type == "cuda":
+        return bool(torch.cuda.is_bf16_supported())
+    if device.type != "cpu":
+        return False
+    probes = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+    return any(bool(p()) for p in probes if p is not None)
+
+
+def resolve_synaptic_dtype(synaptic_dtype: str | None, device) -> str:
+    """``auto``/None -> ``bfloat16`` on native-bf16 hardware, else ``float32``; other names are checked."""
+    name = DEFAULT_SYNAPTIC_DTYPE if synaptic_dtype is None else synaptic_dtype
+    if name == "auto":
+        return "bfloat16" if native_bfloat16(device) else "float32"
+    if name not in SYNAPTIC_DTYPES:
+        raise DataError(f"synaptic_dtype must be auto or one of {sorted(SYNAPTIC_DTYPES)}, got {synaptic_dtype!r}")
+    return name
 # ops that may run on bfloat16 spikes / currents without losing exactness they rely on
 _BF16_OPS = (ir.Conv2d, ir.Dense, ir.AvgPool2d, ir.MaxPool2d, ir.GlobalAvgPool, ir.GlobalMaxPool, ir.Flatten,
              ir.Reshape, ir.Transpose, ir.Concat)
@@ -262,15 +287,18 @@ class _BatchRun:
             st = {"v": torch.zeros_like(like, dtype=dtype).add_(v0),
                   "count": torch.zeros_like(like, dtype=dtype) if n.signed else None}
             self.state[n.name] = st
+        # spikes are computed in v's dtype: an IF step writing bfloat16 spikes (and subtracting them from a
+        # float32 v) goes through slow mixed-dtype loops; one cast of the whole chunk afterwards is 2x cheaper
+        dtype = st["v"].dtype
         if constant and len(shape) == 4:  # (tc, B, C, H, W) with channels-last strides
             b, c, h, w = shape
-            out = torch.empty((tc, b, h, w, c), dtype=self.spike_dtype, device=current.device).permute(0, 1, 4, 2, 3)
+            out = torch.empty((tc, b, h, w, c), dtype=dtype, device=current.device).permute(0, 1, 4, 2, 3)
         elif constant:
-            out = torch.empty((tc,) + shape, dtype=self.spike_dtype, device=current.device)
+            out = torch.empty((tc,) + shape, dtype=dtype, device=current.device)
         else:
-            out = torch.empty_like(current, dtype=self.spike_dtype)
+            out = torch.empty_like(current, dtype=dtype)
         st["v"], st["count"] = run_if_chunk(st["v"], current, tc, out, st["count"], constant)
-        return out
+        return out if self.spike_dtype == dtype else out.to(self.spike_dtype)
 
     def _cumulative_pool(self, n, x: torch.Tensor) -> torch.Tensor:
         tc, B = x.shape[:2]
@@ -309,22 +337,24 @@ def simulate(net, x: np.ndarray, timesteps, *, batch_size: int = 100, time_chunk
     layer_stats: record per-IF-layer firing rate, saturated/silent fractions, correlation and relative
         error against the ANN activation, and SOPs at every checkpoint (costs one ANN pass per batch).
     probe: IF layer names whose per-channel mean value (rate x lambda) is returned in ``result.probe``.
-    synaptic_dtype: ``"float32"`` or ``"bfloat16"``: dtype of the spikes and of the conv/dense weights
-        they meet (spikes are exact in bfloat16; weights and the resulting currents are rounded to 8
-        mantissa bits; membrane potentials and readouts stay float32). None: ``DEFAULT_SYNAPTIC_DTYPE``.
+    synaptic_dtype: ``"float32"``, ``"bfloat16"`` or ``"auto"`` (default): dtype of the spikes and of the
+        conv/dense weights they meet (spikes are exact in bfloat16; weights and the resulting currents are
+        rounded to 8 mantissa bits; membrane potentials, IF updates and readouts stay float32). ``auto`` is
+        bfloat16 where the hardware has native bfloat16 (``native_bfloat16``), float32 elsewhere: on the
+        zoo VGG at T=64 it is 1.35x faster than float32 on an AVX512-BF16 CPU, and across the zoo and MNIST
+        models it changes test accuracy by at most 0.1 pt (benchmarks/RESULTS.md). Pass ``"float32"``
+        for results that do not depend on the hardware's bfloat16 support.
     """
     ts = sorted({int(t) for t in timesteps})
     if not ts or ts[0] < 1:
         raise DataError(f"timesteps must be positive integers, got {list(timesteps)}")
     if batch_size < 1 or time_chunk < 1:
         raise DataError("batch_size and time_chunk must be >= 1")
-    synaptic_dtype = DEFAULT_SYNAPTIC_DTYPE if synaptic_dtype is None else synaptic_dtype
-    if synaptic_dtype not in SYNAPTIC_DTYPES:
-        raise DataError(f"synaptic_dtype must be one of {sorted(SYNAPTIC_DTYPES)}, got {synaptic_dtype!r}")
     try:  # an unknown or absent device (--device cuda without a GPU) is a one-line error, not a torch traceback
         torch.empty(0, device=device)
     except (RuntimeError, AssertionError, ValueError, TypeError) as e:
         raise DataError(f"device {device!r} is not available: {e}") from None
+    synaptic_dtype = resolve_synaptic_dtype(synaptic_dtype, device)
     kernels = _Kernels(SYNAPTIC_DTYPES[synaptic_dtype], device)
     graph = net.graph
     feeds = check_input(graph, x)
@@ -395,7 +425,7 @@ def simulate(net, x: np.ndarray, timesteps, *, batch_size: int = 100, time_chunk
     result = SimulationResult(ts, {t: np.concatenate(v) for t, v in outputs.items()},
                               softmax=net.output_softmax is not None and not net.output_softmax.log,
                               log_softmax=net.output_softmax is not None and net.output_softmax.log,
-                              samples=n_samples)
+                              samples=n_samples, synaptic_dtype=synaptic_dtype)
     if layer_stats:
         result.layers = {name: _finish(a, n_samples, ts) for name, a in acc.items()}
     for name in probe:

@@ -22,6 +22,7 @@ from ann2snn.ir import (
 from ann2snn.ir.reference import run_graph
 
 REPO = Path(__file__).resolve().parents[2]
+FP32 = "float32"  # exact comparisons against the NIR reading: not the hardware-dependent bfloat16 of "auto"
 
 
 def _w(rng, *shape):
@@ -242,7 +243,7 @@ def test_output_unit_scale_and_repeated_fan_in(tmp_path):
     assert ("r1", "readout_unit") in g.edges and ("readout_unit", "readout") in g.edges
     x = np.random.default_rng(0).random((4, 2, 8, 8)).astype(np.float32)
     out, _ = NirSim(g).run(x, 10)
-    np.testing.assert_allclose(out["output"] / 10, net.simulate(x, [10]).outputs[10], rtol=1e-5)
+    np.testing.assert_allclose(out["output"] / 10, net.simulate(x, [10], synaptic_dtype=FP32).outputs[10], rtol=1e-5)
 
     net = make_net([Flatten("f0", ("x",)), Dense("d1", ("f0",), weight=_w(rng, 6, 128), bias=_b(rng, 6)),
                     ReLU("r1", ("d1",)), Dense("d2", ("r1",), weight=_w(rng, 5, 6)), Add("twice", ("d2", "d2"))])
@@ -250,7 +251,7 @@ def test_output_unit_scale_and_repeated_fan_in(tmp_path):
     np.testing.assert_array_equal(g.nodes["d2_times2"].scale, np.full(5, 2.0, np.float32))
     assert ("d2", "d2_times2") in g.edges and ("d2_times2", "readout") in g.edges
     out, _ = NirSim(g).run(x, 10)
-    np.testing.assert_allclose(out["output"] / 10, net.simulate(x, [10]).outputs[10], rtol=1e-5)
+    np.testing.assert_allclose(out["output"] / 10, net.simulate(x, [10], synaptic_dtype=FP32).outputs[10], rtol=1e-5)
 
 
 def test_names_are_sanitized_and_unique(tmp_path):
@@ -424,7 +425,7 @@ class NirSim:
 
 
 def _compare_with_own_simulator(net, g, x, steps):
-    res = net.simulate(x, [steps], probe=net.spiking_layers)
+    res = net.simulate(x, [steps], probe=net.spiking_layers, synaptic_dtype=FP32)
     readout, counts = NirSim(g).run(x, steps)
     np.testing.assert_allclose(readout["output"] / steps, res.outputs[steps], rtol=1e-4, atol=1e-5)
     assert (readout["output"].argmax(1) == res.predictions(steps)).all()
@@ -469,7 +470,7 @@ def test_fire_condition_and_reset_need_the_metadata():
     net = make_net(nodes, in_shape=(4,), x=x)  # lambda = x, so every IF gets a current of exactly 1.0
     g = to_nir(net)
     steps = 8
-    res = net.simulate(x, [steps])
+    res = net.simulate(x, [steps], synaptic_dtype=FP32)
     out, counts = NirSim(g, "ann2snn").run(x, steps)
     np.testing.assert_array_equal(counts["r1"], np.full((1, 4), steps))
     np.testing.assert_allclose(out["output"] / steps, res.outputs[steps], rtol=1e-6)
@@ -505,7 +506,7 @@ def test_zoo_vgg_avgpool_exports_and_matches(tmp_path):
     # a few test images through the numpy NIR simulator: same readout as ann2snn's simulator
     x = sample.test_x[:2]
     steps = 10
-    res = net.simulate(x, [steps])
+    res = net.simulate(x, [steps], synaptic_dtype=FP32)
     out, _ = NirSim(g).run(x, steps)
     np.testing.assert_allclose(out["output"] / steps, res.outputs[steps], rtol=1e-3, atol=1e-3)
     assert (out["output"].argmax(1) == res.predictions(steps)).all()

@@ -1,0 +1,56 @@
+"""Accuracy of the bfloat16 synaptic path against float32 on the same converted networks.
+
+    python benchmarks/dtype_accuracy.py [--models ...] [--timesteps 16,32,64] [--n-test N] [--json FILE]
+
+Zoo models on the Fashion-MNIST test set, MNIST models of ../shared/external_models on MNIST test[1000:]
+(calibration as in accuracy_vs_t.py); each network is converted once (default config, cached) and
+simulated with ``synaptic_dtype="float32"`` and ``"bfloat16"`` in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import converted, load_model_data, machine, mnist_available, zoo_available  # noqa: E402
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--models", nargs="+", default=None)
+    ap.add_argument("--timesteps", default="16,32,64")
+    ap.add_argument("--n-test", type=int, default=None)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--json", default=None)
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    ts = [int(t) for t in a.timesteps.split(",")]
+    out = {"machine": machine(), "timesteps": ts, "models": {}}
+    print("| model | test images | " + " | ".join(f"T={t} fp32 / bf16 (Δ pt, agreement)" for t in ts) + " |")
+    print("|---|---|" + "---|" * len(ts))
+    for name in a.models or (zoo_available() + mnist_available()):
+        path, cx, tx, ty, note = load_model_data(name, n_test=a.n_test)
+        net = converted(name, path, cx)
+        res = {d: net.simulate(tx, ts, synaptic_dtype=d) for d in ("float32", "bfloat16")}
+        row = {}
+        for t in ts:
+            p32, p16 = res["float32"].predictions(t), res["bfloat16"].predictions(t)
+            row[str(t)] = {"float32": float(np.mean(p32 == ty)), "bfloat16": float(np.mean(p16 == ty)),
+                           "agreement": float(np.mean(p32 == p16))}
+        out["models"][name] = {"data": note, "samples": int(len(ty)), "accuracy": row}
+        print(f"| {name} | {len(ty)} | " + " | ".join(
+            f"{100 * r['float32']:.2f} / {100 * r['bfloat16']:.2f} ({100 * (r['bfloat16'] - r['float32']):+.2f}, "
+            f"{100 * r['agreement']:.1f}%)" for r in row.values()) + " |", flush=True)
+        if a.json:
+            Path(a.json).parent.mkdir(parents=True, exist_ok=True)
+            Path(a.json).write_text(json.dumps(out, indent=1))
+
+
+if __name__ == "__main__":
+    main()
