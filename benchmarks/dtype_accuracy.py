@@ -28,6 +28,10 @@ def main():
     ap.add_argument("--n-test", type=int, default=None)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", default=None)
+    ap.add_argument("--bf16-only", action="store_true",
+                    help="simulate bfloat16 only and compare with float32 accuracy from --float32-json")
+    ap.add_argument("--float32-json", default="benchmarks/out/accuracy_merged.json",
+                    help="accuracy_vs_t.py output holding the float32 figures (with --bf16-only)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     ts = [int(t) for t in a.timesteps.split(",")]
@@ -37,10 +41,16 @@ def main():
     for name in a.models or (zoo_available() + mnist_available()):
         path, cx, tx, ty, note = load_model_data(name, n_test=a.n_test)
         net = converted(name, path, cx)
-        res = {d: net.simulate(tx, ts, synaptic_dtype=d) for d in ("float32", "bfloat16")}
+        dtypes = ("bfloat16",) if a.bf16_only else ("float32", "bfloat16")
+        res = {d: net.simulate(tx, ts, synaptic_dtype=d) for d in dtypes}
         row = {}
         for t in ts:
-            p32, p16 = res["float32"].predictions(t), res["bfloat16"].predictions(t)
+            p16 = res["bfloat16"].predictions(t)
+            if a.bf16_only:  # float32 accuracy as recorded by accuracy_vs_t.py on the same test images
+                f32 = json.loads(Path(a.float32_json).read_text())["models"][name]["ann2snn"][str(t)]
+                row[str(t)] = {"float32": f32, "bfloat16": float(np.mean(p16 == ty)), "agreement": float("nan")}
+                continue
+            p32 = res["float32"].predictions(t)
             row[str(t)] = {"float32": float(np.mean(p32 == ty)), "bfloat16": float(np.mean(p16 == ty)),
                            "agreement": float(np.mean(p32 == p16))}
         out["models"][name] = {"data": note, "samples": int(len(ty)), "accuracy": row}

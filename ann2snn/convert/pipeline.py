@@ -119,7 +119,8 @@ def bias_correct(net: SpikingNetwork, x: np.ndarray, timesteps: int, progress=Fa
         # only the layers up to this one matter: simulate that prefix of the graph
         prefix = graph.prefix(name)
         current = replace(net, graph=prefix, output_units={name: np.ones(1, np.float32)})
-        res = current.simulate(x, [t1, t2], probe=[name])
+        # float32: the converted network (a saved artifact) must not depend on the hardware's bfloat16
+        res = current.simulate(x, [t1, t2], probe=[name], synaptic_dtype="float32")
         lam = np.asarray(net.scales[name], np.float32).reshape(-1)
         phi1, phi2 = res.probe[name][t1] / lam, res.probe[name][t2] / lam  # normalized: lambda is 1
         rate = (t2 * phi2 - t1 * phi1) / (t2 - t1)

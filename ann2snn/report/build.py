@@ -151,14 +151,15 @@ def build_report(evaluation, snn, *, calibration: np.ndarray | None = None, prob
 
     ranked = dg.findings(layers, order, ups, t_d)
     pool = calibration if calibration is not None else probe_data
-    experiments, note, base_score, n_wi, tried = [], "what-if experiments were skipped", None, 0, {}
+    experiments, note, base_score, n_wi, tried = [], "what-if experiments were skipped", None, 0, []
     if pool is not None and len(pool) and what_if_samples > 0 and ranked:
         rng = np.random.default_rng(seed)
         idx = np.sort(rng.permutation(len(pool))[:what_if_samples])
         xs = np.asarray(pool[idx], np.float32)
         n_wi = len(xs)
         experiments, note, base_score, tried = dg.what_if(snn, ranked, xs, t_d, top=what_if_layers,
-                                                   ladder_x=np.asarray(pool, np.float32), progress=progress)
+                                                          ladder_x=np.asarray(pool, np.float32),
+                                                          progress=progress)
         if calibration is None:
             note = note.replace("calibration images", "evaluation images (labels unused)")
     fix = dg.best_fix(experiments)

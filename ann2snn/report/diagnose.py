@@ -196,7 +196,7 @@ def _variants(current: np.ndarray, ladder: dict[str, np.ndarray]) -> dict[str, t
 
 
 def what_if(snn, ranked: list[dict], x: np.ndarray, t: int, *, top: int = 3, ladder_x: np.ndarray | None = None,
-            progress: bool = False) -> tuple[list[dict], str, dict | None, dict]:
+            progress: bool = False) -> tuple[list[dict], str, dict | None, list[dict]]:
     """Measure one-layer threshold changes for the ``top`` ranked layers on ``x`` at T=t.
 
     Returns (experiments, note, baseline score, thresholds): ``thresholds[i]`` is the whole scales mapping
@@ -212,7 +212,7 @@ def what_if(snn, ranked: list[dict], x: np.ndarray, t: int, *, top: int = 3, lad
     if not chosen:
         chosen = ranked[:min(top, 1)]
     if not chosen or len(x) == 0:
-        return [], "no what-if experiments were run", None, {}
+        return [], "no what-if experiments were run", None, []
     plan, v0 = _rebuild_context(snn)
     rebuilt = bool(snn.info.get("bias_correction")) or bool(snn.config.bias_correction is True)
     base_net = _build(plan, snn, snn.scales, v0) if rebuilt else snn
@@ -221,7 +221,7 @@ def what_if(snn, ranked: list[dict], x: np.ndarray, t: int, *, top: int = 3, lad
     bar = tqdm(total=1 + 2 * len(chosen), disable=not progress, desc="what-if", leave=False)
     base = score_network(base_net, x, ann_out, t)
     bar.update(1)
-    experiments, tried = [], {}
+    experiments, tried = [], []
     for f in chosen:
         name = f["layer"]
         current = np.asarray(snn.scales[name], np.float32)
@@ -230,7 +230,7 @@ def what_if(snn, ranked: list[dict], x: np.ndarray, t: int, *, top: int = 3, lad
             scales[name] = values
             s = score_network(_build(plan, snn, scales, v0), x, ann_out, t)
             bar.update(1)
-            tried[len(experiments)] = scales
+            tried.append(scales)
             experiments.append({
                 "layer": name, "label": f["label"], "change": change,
                 "threshold_before": float(current.mean()), "threshold_after": float(np.mean(values)),

@@ -14,7 +14,8 @@ def score_network(net, x: np.ndarray, ann_out: np.ndarray, timesteps, *, batch_s
     """
     single = np.isscalar(timesteps)
     ts = [int(timesteps)] if single else [int(t) for t in timesteps]
-    res = net.simulate(x, ts, batch_size=batch_size)
+    # float32: tuning and auto choices must give the same result on every machine (not bfloat16's 'auto')
+    res = net.simulate(x, ts, batch_size=batch_size, synaptic_dtype="float32")
     ann_pred = ann_out.reshape(len(ann_out), -1).argmax(1)
     scale = max(float(np.linalg.norm(ann_out)), 1e-12)
     agree = {t: float((res.outputs[t].reshape(len(ann_out), -1).argmax(1) == ann_pred).mean()) for t in ts}

@@ -163,6 +163,8 @@ def resolve_synaptic_dtype(synaptic_dtype: str | None, device) -> str:
     if name not in SYNAPTIC_DTYPES:
         raise DataError(f"synaptic_dtype must be auto or one of {sorted(SYNAPTIC_DTYPES)}, got {synaptic_dtype!r}")
     return name
+
+
 # ops that may run on bfloat16 spikes / currents without losing exactness they rely on
 _BF16_OPS = (ir.Conv2d, ir.Dense, ir.AvgPool2d, ir.MaxPool2d, ir.GlobalAvgPool, ir.GlobalMaxPool, ir.Flatten,
              ir.Reshape, ir.Transpose, ir.Concat)
@@ -341,7 +343,7 @@ def simulate(net, x: np.ndarray, timesteps, *, batch_size: int = 100, time_chunk
         conv/dense weights they meet (spikes are exact in bfloat16; weights and the resulting currents are
         rounded to 8 mantissa bits; membrane potentials, IF updates and readouts stay float32). ``auto`` is
         bfloat16 where the hardware has native bfloat16 (``native_bfloat16``), float32 elsewhere: on the
-        zoo VGG at T=64 it is 1.35x faster than float32 on an AVX512-BF16 CPU, and across the zoo and MNIST
+        zoo VGG at T=64 it is about 1.3x faster than float32 on an AVX512-BF16 CPU, and across the zoo and MNIST
         models it changes test accuracy by at most 0.1 pt (benchmarks/RESULTS.md). Pass ``"float32"``
         for results that do not depend on the hardware's bfloat16 support.
     """

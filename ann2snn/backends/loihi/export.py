@@ -561,7 +561,7 @@ def export_loihi(net, path: str | os.PathLike | None = None, *, neuron: str = "c
         input_max = 1.0
         warnings.append("no calibration data: inputs assumed in [-1, 1], no overflow check was run")
     act_max = {}
-    if neuron == "sdnn" and x_cal is not None:  # margins for inputs beyond the calibration set
+    if x_cal is not None:  # margins for inputs beyond the calibration set (CUBA uses the readout's only)
         act_max = {k: (1.25 * y, 1.25 * a) for k, (y, a) in _activation_stats(graph, stages, x_cal[:256]).items()}
     output_unit = np.asarray(net.output_units[graph.outputs[0]], np.float64).reshape(-1)
     caps: dict[str, float] = {}

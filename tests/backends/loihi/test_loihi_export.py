@@ -100,6 +100,19 @@ def test_export_roundtrip_is_identical(tiny_snn, tmp_path, neuron) -> None:
     assert exp.resources is not None and exp.resources.neurons > 0 and exp.resources.cores >= 1
 
 
+def test_cuba_readout_is_sized_from_calibration_and_does_not_overflow_on_it(vgg) -> None:
+    """Without data the readout must survive every input firing every step; with calibration data it is
+    sized for twice the largest accumulated sum seen, a finer scale, and the 24-bit sum still never wraps."""
+    from ann2snn.backends.loihi.export import detect_overflow
+
+    net, s = vgg
+    x = s.calib_x[:256]
+    blind = loihi.export(net, None, neuron="cuba", calibration=None, max_timesteps=64)
+    tuned = loihi.export(net, None, neuron="cuba", calibration=x, max_timesteps=64, overflow_samples=0)
+    assert tuned.readout_scale > 1.5 * blind.readout_scale
+    assert not detect_overflow(tuned, x[:4], 64)
+
+
 def test_all_violations_reported_together() -> None:
     rng = np.random.default_rng(0)
     f = np.float32
