@@ -79,15 +79,20 @@ def test_simulation_memory_does_not_scale_with_images_or_timesteps(record_proper
     record_property("simulate_memory", report)
 
     # the documented bound: a few (time chunk x batch) copies of the largest activation (8 x 16 x 16 floats,
-    # 3.1 MiB here), whatever N and T; plus allocator slack
+    # 3.1 MiB here), whatever N and T; plus allocator slack. 10 copies: the bfloat16 path ("auto" on native-bf16
+    # CPUs) briefly holds a float32 spike chunk and its bfloat16 cast (measured peaks: 29 MiB float32, 29 MiB
+    # bfloat16, against 33 MiB for 8 copies: too close for a shared CI machine)
     working_set = CHUNK * BATCH * 8 * 16 * 16 * 4
-    bound = 8 * working_set + 8 * MIB
+    bound = 10 * working_set + 8 * MIB
     for name, (rss, _) in figures.items():
         assert rss <= bound, f"{name}: {rss / MIB:.1f} MiB over the {bound / MIB:.1f} MiB bound; {report}"
     # holding all 1000 images, or all 256 steps, at once would need far more than the bound
     assert len(x1000) / BATCH * working_set > bound and 256 / CHUNK * working_set > bound
-    # and the growth does not follow N or T (5x images, 8x steps): allow noise, not proportionality
-    assert n_rss < 3 * base_rss + 8 * MIB and t_rss < 3 * base_rss + 8 * MIB, report
+    # and the growth does not follow N or T (5x images, 8x steps): allow noise, not proportionality. The
+    # reference is at least 4 working sets: after other tests the allocator may reuse freed pages and
+    # report a small base growth, and then noise of a few MiB would look like proportionality
+    ref = max(base_rss, 4 * working_set)
+    assert n_rss < 3 * ref + 8 * MIB and t_rss < 3 * ref + 8 * MIB, report
     # numpy-side allocations: the outputs only (N x classes floats per T), never N x T or activations
     outputs_growth = (len(x1000) - len(x200)) * CLASSES * 4 * 2
     assert n_np <= base_np + outputs_growth + MIB, report
