@@ -1,0 +1,67 @@
+"""Loihi CUBA fixed point vs the float SNN on the zoo VGG (the Loihi issue's 1-point target at T=128).
+
+    python benchmarks/loihi_cuba.py [--start 0] [--n 2000] [--options '{"threshold_percentile": 25}'] [--json F]
+
+Converts vgg_avgpool with the default config (cached in benchmarks/.cache), exports it for Loihi CUBA with
+the bundled 1,000 calibration images (what `ann2snn convert vgg_avgpool --target loihi` does), and runs the
+bit-exact fixed-point model on test images [start, start+n) at T=64 and 128, next to the float SNN (float32).
+Each extra JSON object in --options is one more export variant (QuantizationOptions fields) in the same run.
+The fixed-point simulation runs about 0.3 s per image on one core.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import converted, load_model_data, machine  # noqa: E402
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--start", type=int, default=0)
+    ap.add_argument("--n", type=int, default=2000)
+    ap.add_argument("--options", nargs="*", default=[], help="JSON QuantizationOptions overrides, one per variant")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--json", default=None)
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    from ann2snn.backends.loihi.export import export_loihi
+    from ann2snn.backends.loihi.quantize import QuantizationOptions
+    from ann2snn.loihi import simulate_loihi
+
+    path, cx, tx, ty, note = load_model_data("vgg_avgpool", n_test=a.start + a.n)
+    tx, ty = tx[a.start:], ty[a.start:]
+    net = converted("vgg_avgpool", path, cx)
+    ts = (64, 128)
+    flt = net.simulate(tx, list(ts), synaptic_dtype="float32")
+    out = {"machine": machine(), "images": [a.start, a.start + len(ty)], "float_snn": {}, "variants": []}
+    for t in ts:
+        out["float_snn"][str(t)] = float(np.mean(flt.predictions(t) == ty))
+    for opt in [{}] + [json.loads(o) for o in a.options]:
+        t0 = time.perf_counter()
+        exp = export_loihi(net, calibration=cx, options=QuantizationOptions(**opt))
+        res = simulate_loihi(exp, tx, timesteps=ts)
+        row = {"options": opt, "seconds": time.perf_counter() - t0, "fixed_point": {}, "agreement_with_float": {}}
+        for t in ts:
+            row["fixed_point"][str(t)] = float(np.mean(res.predictions(t) == ty))
+            row["agreement_with_float"][str(t)] = float(np.mean(res.predictions(t) == flt.predictions(t)))
+        out["variants"].append(row)
+        print(f"{opt or 'defaults'}: " + "; ".join(
+            f"T={t} float {100 * out['float_snn'][str(t)]:.2f} fixed {100 * row['fixed_point'][str(t)]:.2f} "
+            f"({100 * (row['fixed_point'][str(t)] - out['float_snn'][str(t)]):+.2f} pt, agreement "
+            f"{100 * row['agreement_with_float'][str(t)]:.1f}%)" for t in ts) + f" [{row['seconds']:.0f} s]", flush=True)
+        if a.json:
+            Path(a.json).parent.mkdir(parents=True, exist_ok=True)
+            Path(a.json).write_text(json.dumps(out, indent=1))
+
+
+if __name__ == "__main__":
+    main()
