@@ -90,7 +90,7 @@ BIAS_CORRECTION_HORIZON = 4
 _V0_RANGE = (-1.0, 0.99)  # initial potentials outside it would fire (or stay silent) regardless of the input
 
 
-def bias_correct(net: SpikingNetwork, x: np.ndarray, timesteps: int, progress=False) -> SpikingNetwork:
+def bias_correct(net: SpikingNetwork, x: np.ndarray, timesteps: int) -> SpikingNetwork:
     """Li et al. 2021 light calibration, layer by layer in forward order, split into its two causes.
 
     Per IF layer and channel, the SNN's mean rate (normalized) at T is modelled as ``phi(T) = r - D/T``: a
