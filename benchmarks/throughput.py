@@ -3,11 +3,12 @@
     python benchmarks/throughput.py --model vgg_avgpool --T 64 --batch 100 --threads 2 --reps 5
 
 Everything that is compared is measured in the SAME process run, interleaved, on the same batch with
-the same number of threads: per repetition, the ANN forward (torch, ann2snn's IR reference kernels;
-mean of 5 calls) and one simulation of T steps per simulator configuration. Reported: the median over
-repetitions of sim_time / (T x ANN forward time) and its min/max (the noise), image-timesteps per
+the same number of threads: per repetition, the ANN forward (torch, ann2snn's IR reference kernels in NCHW
+and channels-last, and the same ANN as a plain torch nn.Module; mean of 5 calls each) and one simulation of
+T steps per simulator configuration. Reported: the median over repetitions of sim_time / (T x ANN forward
+time) against the NCHW reference and against the fastest of the three, their min/max (the noise), image-timesteps per
 second, and peak RSS (each configuration again in a fresh subprocess, so the figures are separate).
-SpingJelly runs in its own venv (benchmarks/.venv-sj) and reports its ratio against its own torch
+SpikingJelly runs in its own venv (benchmarks/.venv-sj) and reports its ratio against its own torch
 ANN forward measured in that process; its throughput is compared in img-steps/s.
 """
 
@@ -48,12 +49,27 @@ def ann_forward(net, xb):
         return run_tensors(g, {g.inputs[0].name: xb}, {g.outputs[0]})
 
 
-def ann_time(net, xb) -> tuple[float, float]:
-    """(wall, CPU) seconds per ANN forward, mean of 5 calls."""
+def ann_time(net, xb, forward=None) -> tuple[float, float]:
+    """(wall, CPU) seconds per ANN forward, mean of 5 calls (``forward(xb)``, default ``ann_forward``)."""
+    forward = forward or (lambda x: ann_forward(net, x))
     t0, c0 = time.perf_counter(), time.process_time()
-    for _ in range(5):
-        ann_forward(net, xb)
+    with torch.inference_mode():
+        for _ in range(5):
+            forward(xb)
     return (time.perf_counter() - t0) / 5, (time.process_time() - c0) / 5
+
+
+def torch_module(net):
+    """The same ANN as a plain torch ``nn.Module`` (benchmarks/sj_convert.IRModule: nn.Conv2d, nn.ReLU, ...),
+    what a PyTorch user would time; no SpikingJelly needed."""
+    from sj_convert import IRModule
+
+    with tempfile.TemporaryDirectory() as d:
+        export_ir(net.ann, Path(d) / "m.json", Path(d) / "m.npz")
+        spec = json.loads((Path(d) / "m.json").read_text())
+        with np.load(Path(d) / "m.npz") as z:
+            arrays = {k: z[k] for k in z.files}
+    return IRModule(spec, arrays).eval()
 
 
 def rss_child(a, cfg: str) -> float:
@@ -91,6 +107,9 @@ def main():
     xb_cl = xb.contiguous(memory_format=torch.channels_last) if xb.dim() == 4 else xb
     ann_forward(net, xb)
     ann_forward(net, xb_cl)
+    module = torch_module(net)
+    with torch.inference_mode():
+        module(xb)
     for c in a.configs:  # warm-up
         net.simulate(x, [4], batch_size=a.batch, **CONFIGS[c])
     # each simulation is paired with ANN measurements taken just before it: wall clock and process CPU time
@@ -99,25 +118,29 @@ def main():
     ratios = {c: [] for c in a.configs}
     best_ratios = {c: [] for c in a.configs}
     cpu_ratios = {c: [] for c in a.configs}
-    ann_s, ann_cl_s = [], []
+    ann_s, ann_cl_s, ann_mod_s = [], [], []
     for r in range(a.reps):
         for c in a.configs:
             f, fc = ann_time(net, xb)
             g, gc = ann_time(net, xb_cl)
+            h, _ = ann_time(net, xb, module)
             ann_s.append(f)
             ann_cl_s.append(g)
+            ann_mod_s.append(h)
             t0, c0 = time.perf_counter(), time.process_time()
             net.simulate(x, [T], batch_size=a.batch, **CONFIGS[c])
             s, sc = time.perf_counter() - t0, time.process_time() - c0
             runs[c].append(s)
             ratios[c].append(s / (f * T))
-            best_ratios[c].append(s / (min(f, g) * T))
+            best_ratios[c].append(s / (min(f, g, h) * T))
             cpu_ratios[c].append(sc / (fc * T))
-        print(f"rep {r}: ann {ann_s[-1] * 1e3:.1f} ms (channels-last {ann_cl_s[-1] * 1e3:.1f}); " +
+        print(f"rep {r}: ann {ann_s[-1] * 1e3:.1f} ms (channels-last {ann_cl_s[-1] * 1e3:.1f}, "
+              f"nn.Module {ann_mod_s[-1] * 1e3:.1f}); " +
               ", ".join(f"{c} {ratios[c][-1]:.2f}/{best_ratios[c][-1]:.2f}" for c in a.configs), file=sys.stderr,
               flush=True)
     res = {"machine": machine(), "model": a.model, "T": T, "batch": a.batch, "reps": a.reps,
            "ann_forward_ms": [s * 1e3 for s in ann_s], "ann_forward_channels_last_ms": [s * 1e3 for s in ann_cl_s],
+           "ann_forward_nn_module_ms": [s * 1e3 for s in ann_mod_s],
            "configs": {}}
     for c in a.configs:
         rr, cr, br = ratios[c], cpu_ratios[c], best_ratios[c]
@@ -147,8 +170,9 @@ def main():
     print(f"machine: {res['machine']}")
     print(f"{a.model}, T={T}, batch {a.batch}, {a.threads} threads, {a.reps} reps; ANN forward median "
           f"{statistics.median(ann_s) * 1e3:.1f} ms (min {min(ann_s) * 1e3:.1f}, max {max(ann_s) * 1e3:.1f}); "
-          f"channels-last {statistics.median(ann_cl_s) * 1e3:.1f} ms")
-    print(f"{'config':<14} {'wall sim/(T*ANN) med [min-max]':>30} {'vs best ANN layout':>20} {'CPU-time ratio':>20}"
+          f"channels-last {statistics.median(ann_cl_s) * 1e3:.1f} ms; plain torch nn.Module "
+          f"{statistics.median(ann_mod_s) * 1e3:.1f} ms")
+    print(f"{'config':<14} {'wall sim/(T*ANN) med [min-max]':>30} {'vs fastest ANN':>20} {'CPU-time ratio':>20}"
           f" {'img-steps/s':>12} {'vs SJ':>7} {'peak RSS MB':>12}")
     for c, v in res["configs"].items():
         print(f"{c:<14} {v['ratio_median']:>14.2f} [{v['ratio_min']:.2f}-{v['ratio_max']:.2f}]{'':>6}"
