@@ -15,7 +15,6 @@ rows compare the same images.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
@@ -25,7 +24,9 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import converted, export_ir, load_model_data, machine, mnist_available, run_sj, zoo_available  # noqa: E402
+from common import (  # noqa: E402
+    converted, export_ir, load_model_data, machine, mnist_available, run_sj, write_json, zoo_available,
+)
 
 
 def main():
@@ -93,9 +94,7 @@ def main():
                 entry["subset"][f"spikingjelly_{mode}"] = f"failed: {type(e).__name__}: {str(e)[-300:]}"
                 print(f"  SJ {mode}: failed {e}", flush=True)
         results["models"][name] = entry
-        if a.json:
-            Path(a.json).parent.mkdir(parents=True, exist_ok=True)
-            Path(a.json).write_text(json.dumps(results, indent=1))
+        write_json(a.json, results)
     print_table(results)
 
 

@@ -11,7 +11,6 @@ import os
 import platform
 import resource
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +21,13 @@ SJ_PYTHON = ROOT / "benchmarks" / ".venv-sj" / "bin" / "python"
 EXTERNAL = Path(os.environ.get("ANN2SNN_EXTERNAL_MODELS", ROOT.parent / "shared" / "external_models"))
 ZOO = ("lenet_bn_maxpool", "vgg_avgpool", "resnet_small", "inception_concat")
 MNIST = ("mnist_lenet_chainer", "mnist_cnn_keras2onnx", "mnist_lenet5_bn_pytorch13")
+
+
+def write_json(path, obj) -> None:
+    """Write a benchmark's results (the --json option; no-op when path is None), creating the folder."""
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(json.dumps(obj, indent=1))
 
 
 def machine() -> dict:

@@ -11,7 +11,6 @@ with `--scales suggested_scales.json`) and measures accuracy on the first --n-te
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -19,7 +18,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import load_model_data, machine  # noqa: E402
+from common import load_model_data, machine, write_json  # noqa: E402
 
 
 def main():
@@ -71,9 +70,7 @@ def main():
         print(f"| {r['layer']}{' (best fix)' if r['best_fix'] else ''} | {r['change']} ({r['method']}) | "
               f"{r['threshold'][0]:.3g} -> {r['threshold'][1]:.3g} | {100 * r['calib_agreement_gain']:+.1f} pt | "
               f"{-r['calib_error_gain']:+.4f} | {100 * r['test_accuracy']:.2f} | {100 * r['test_gain']:+.2f} |")
-    if a.json:
-        Path(a.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(a.json).write_text(json.dumps(result, indent=1))
+    write_json(a.json, result)
 
 
 if __name__ == "__main__":

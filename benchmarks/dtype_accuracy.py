@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import converted, load_model_data, machine, mnist_available, zoo_available  # noqa: E402
+from common import converted, load_model_data, machine, mnist_available, write_json, zoo_available  # noqa: E402
 
 
 def main():
@@ -36,18 +36,23 @@ def main():
     torch.set_num_threads(a.threads)
     ts = [int(t) for t in a.timesteps.split(",")]
     out = {"machine": machine(), "timesteps": ts, "models": {}}
+    # float32 accuracy as recorded by accuracy_vs_t.py on the same test images (--bf16-only)
+    recorded = json.loads(Path(a.float32_json).read_text())["models"] if a.bf16_only else {}
     print("| model | test images | " + " | ".join(f"T={t} fp32 / bf16 (Δ pt, agreement)" for t in ts) + " |")
     print("|---|---|" + "---|" * len(ts))
     for name in a.models or (zoo_available() + mnist_available()):
         path, cx, tx, ty, note = load_model_data(name, n_test=a.n_test)
+        if a.bf16_only and recorded[name]["samples"] != len(ty):
+            sys.exit(f"{name}: {a.float32_json} holds float32 figures on {recorded[name]['samples']} images, "
+                     f"this run has {len(ty)}: drop --n-test or rerun accuracy_vs_t.py with it")
         net = converted(name, path, cx)
         dtypes = ("bfloat16",) if a.bf16_only else ("float32", "bfloat16")
         res = {d: net.simulate(tx, ts, synaptic_dtype=d) for d in dtypes}
         row = {}
         for t in ts:
             p16 = res["bfloat16"].predictions(t)
-            if a.bf16_only:  # float32 accuracy as recorded by accuracy_vs_t.py on the same test images
-                f32 = json.loads(Path(a.float32_json).read_text())["models"][name]["ann2snn"][str(t)]
+            if a.bf16_only:
+                f32 = recorded[name]["ann2snn"][str(t)]
                 row[str(t)] = {"float32": f32, "bfloat16": float(np.mean(p16 == ty)), "agreement": float("nan")}
                 continue
             p32 = res["float32"].predictions(t)
@@ -57,9 +62,7 @@ def main():
         print(f"| {name} | {len(ty)} | " + " | ".join(
             f"{100 * r['float32']:.2f} / {100 * r['bfloat16']:.2f} ({100 * (r['bfloat16'] - r['float32']):+.2f}, "
             f"{100 * r['agreement']:.1f}%)" for r in row.values()) + " |", flush=True)
-        if a.json:
-            Path(a.json).parent.mkdir(parents=True, exist_ok=True)
-            Path(a.json).write_text(json.dumps(out, indent=1))
+        write_json(a.json, out)
 
 
 if __name__ == "__main__":

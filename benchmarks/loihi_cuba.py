@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import converted, load_model_data, machine  # noqa: E402
+from common import converted, load_model_data, machine, write_json  # noqa: E402
 
 
 def main():
@@ -57,10 +57,9 @@ def main():
         print(f"{opt or 'defaults'}: " + "; ".join(
             f"T={t} float {100 * out['float_snn'][str(t)]:.2f} fixed {100 * row['fixed_point'][str(t)]:.2f} "
             f"({100 * (row['fixed_point'][str(t)] - out['float_snn'][str(t)]):+.2f} pt, agreement "
-            f"{100 * row['agreement_with_float'][str(t)]:.1f}%)" for t in ts) + f" [{row['seconds']:.0f} s]", flush=True)
-        if a.json:
-            Path(a.json).parent.mkdir(parents=True, exist_ok=True)
-            Path(a.json).write_text(json.dumps(out, indent=1))
+            f"{100 * row['agreement_with_float'][str(t)]:.1f}%)" for t in ts) + f" [{row['seconds']:.0f} s]",
+            flush=True)
+        write_json(a.json, out)
 
 
 if __name__ == "__main__":

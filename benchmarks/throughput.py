@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, converted, export_ir, load_model_data, machine, peak_rss_mb, run_sj  # noqa: E402
+from common import ROOT, converted, export_ir, load_model_data, machine, run_sj, write_json  # noqa: E402
 
 CONFIGS = {  # name -> simulate kwargs
     "fp32_chunk8": dict(synaptic_dtype="float32", time_chunk=8),
@@ -184,9 +184,7 @@ def main():
         sj = res["spikingjelly"]
         print(f"SpikingJelly {sj['spikingjelly']} ({sj['mode']}): ratio {sj['ratio_median']:.2f} vs its ANN x T, "
               f"{sj['img_steps_per_s']:.0f} img-steps/s, peak RSS {sj['peak_rss_mb']:.0f} MB")
-    if a.json:
-        Path(a.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(a.json).write_text(json.dumps(res, indent=1))
+    write_json(a.json, res)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ held-out calibration images only; the test images are never passed to it), both 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -21,7 +20,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import converted, load_model_data, machine, zoo_available  # noqa: E402
+from common import converted, load_model_data, machine, write_json, zoo_available  # noqa: E402
 
 
 def main():
@@ -57,9 +56,7 @@ def main():
         print(f"{name}: " + "; ".join(f"{lab} " + " ".join(f"T{k}={v:.4f}" for k, v in acc[lab].items())
                                       for lab in acc) + f" ({len(tuned_result.table)} candidates, {tune_s:.0f} s)",
               flush=True)
-        if a.json:
-            Path(a.json).parent.mkdir(parents=True, exist_ok=True)
-            Path(a.json).write_text(json.dumps(results, indent=1))
+        write_json(a.json, results)
     print(f"| model | test images | T | default % | tuned % | tuned config |")
     print("|---|---|---|---|---|---|")
     for name, e in results["models"].items():

@@ -6,8 +6,8 @@ import logging
 from pathlib import Path
 
 from ann2snn.cli.common import (
-    add_config_arguments, add_data_arguments, calibration_and_data, config_from_args, output_dir,
-    resolve_model, scales_from_args, timesteps_arg, write_json,
+    add_config_arguments, add_data_arguments, add_simulation_arguments, calibration_and_data, config_from_args,
+    output_dir, resolve_model, scales_from_args, timesteps_arg, write_json,
 )
 
 COMMAND = "convert"
@@ -22,10 +22,7 @@ def add_arguments(p):
                    help="comma-separated T values for the report (default 8,16,32,64,128,256; "
                         "8,16,32,64,128 with --target loihi)")
     p.add_argument("--no-eval", action="store_true", help="skip the accuracy report")
-    p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
-    p.add_argument("--synaptic-dtype", choices=("auto", "float32", "bfloat16"), default="auto",
-                   help="dtype of spikes and conv/dense weights in the simulation: auto (default) = bfloat16 where "
-                        "the hardware has it natively (faster, within 0.1 pt on the zoo), else float32")
+    add_simulation_arguments(p)
     p.add_argument("--force", action="store_true", help="replace existing outputs")
     add_config_arguments(p)
     add_data_arguments(p, data=True)

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from ann2snn.cli.common import (
-    add_config_arguments, add_data_arguments, calibration_and_data, config_from_args, resolve_model,
-    scales_from_args, timesteps_arg, write_json,
+    add_config_arguments, add_data_arguments, add_simulation_arguments, calibration_and_data, config_from_args,
+    resolve_model, scales_from_args, timesteps_arg, write_json,
 )
 from ann2snn.errors import DataError
 
@@ -20,10 +20,7 @@ def add_arguments(p):
     p.add_argument("--timesteps", type=timesteps_arg, default=[8, 16, 32, 64, 128, 256],
                    help="comma-separated T values (default 8,16,32,64,128,256)")
     p.add_argument("--json", help="write the report as JSON to this file")
-    p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
-    p.add_argument("--synaptic-dtype", choices=("auto", "float32", "bfloat16"), default="auto",
-                   help="dtype of spikes and conv/dense weights in the simulation: auto (default) = bfloat16 where "
-                        "the hardware has it natively (faster, within 0.1 pt on the zoo), else float32")
+    add_simulation_arguments(p)
     p.add_argument("--batch-size", type=int, default=100, help="simulation batch size (default 100)")
     p.add_argument("--force", action="store_true", help="replace an existing --json file or --report folder")
     add_config_arguments(p)

@@ -27,7 +27,6 @@ class Report:
     doc: dict
     scatter: dict | None = None
     suggested_scales: dict | None = None  # every threshold, with the diagnosis's best fix applied
-    model: str = ""
 
     def to_dict(self) -> dict:
         return self.doc
@@ -64,7 +63,7 @@ class Report:
             fix = self.doc["diagnosis"]["best_fix"]
             written[dg.SUGGESTED_SCALES] = save_scales(
                 out / dg.SUGGESTED_SCALES, self.suggested_scales,
-                {"model": self.model, "config": self.doc.get("config"),
+                {"model": self.doc.get("model"), "config": self.doc.get("config"),
                  "change": f"{fix['change']} the threshold of {fix['layer']} ({fix['label']}) to {fix['method']}"})
         for k, v in files.items():
             written[k] = out / v
@@ -194,7 +193,7 @@ def build_report(evaluation, snn, *, calibration: np.ndarray | None = None, prob
     doc = _clean(doc)
     validate_report(doc)
     suggested = next((tried[i] for i, e in enumerate(experiments) if e is fix), None)
-    return Report(doc, scatter, suggested, model=str(base.get("model", "")))
+    return Report(doc, scatter, suggested)
 
 
 def report_from_evaluation(evaluation, snn, out_dir=None, **kw) -> Report:

@@ -344,7 +344,7 @@ def simulate(net, x: np.ndarray, timesteps, *, batch_size: int = 100, time_chunk
         rounded to 8 mantissa bits; membrane potentials, IF updates and readouts stay float32). ``auto`` is
         bfloat16 where the hardware has native bfloat16 (``native_bfloat16``), float32 elsewhere: on the
         zoo VGG at T=64 it is about 1.3x faster than float32 on an AVX512-BF16 CPU, and across the zoo and MNIST
-        models it changes test accuracy by at most 0.1 pt (benchmarks/RESULTS.md). Pass ``"float32"``
+        models it changes test accuracy by at most 0.14 pt (benchmarks/RESULTS.md). Pass ``"float32"``
         for results that do not depend on the hardware's bfloat16 support.
     """
     ts = sorted({int(t) for t in timesteps})

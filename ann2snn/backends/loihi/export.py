@@ -571,7 +571,7 @@ def export_loihi(net, path: str | os.PathLike | None = None, *, neuron: str = "c
         for _ in range(2):
             q = quantize(stages, tuple(graph.inputs[0].shape), input_max=input_max,
                          input_unit=float(net.input_unit), output_unit=output_unit, options=options,
-                         profile=profile, scale_caps=caps)
+                         profile=profile, activation_max=act_max, scale_caps=caps)
             ratios = reset_loss(_make_export(q, profile, net, warnings, preprocessing),
                                 x_cal[:compensation_samples], t_comp)
             for name, ratio in ratios.items():

@@ -102,7 +102,7 @@ def test_export_roundtrip_is_identical(tiny_snn, tmp_path, neuron) -> None:
 
 def test_cuba_readout_is_sized_from_calibration_and_does_not_overflow_on_it(vgg) -> None:
     """Without data the readout must survive every input firing every step; with calibration data it is
-    sized for twice the largest accumulated sum seen, a finer scale, and the 24-bit sum still never wraps."""
+    sized for 2.5x the largest accumulated sum seen, a finer scale, and the 24-bit sum still never wraps."""
     from ann2snn.backends.loihi.export import detect_overflow
 
     net, s = vgg
