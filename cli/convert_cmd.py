@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from ann2snn.errors import DataError
+
 from ann2snn.cli.common import (
     add_config_arguments, add_data_arguments, add_simulation_arguments, calibration_and_data, config_from_args,
     output_dir, resolve_model, scales_from_args, timesteps_arg, write_json,
@@ -39,6 +41,7 @@ def run(args) -> int:
 
     config = config_from_args(args)
     scales = scales_from_args(args)
+    args.loihi_quantization = loihi_options(args)  # bad options fail here, before the (slow) conversion
     progress = not args.quiet
     if args.timesteps is None:
         args.timesteps = [8, 16, 32, 64, 128] if args.target == "loihi" else [8, 16, 32, 64, 128, 256]
@@ -89,6 +92,47 @@ def add_target_arguments(p) -> None:
                         "(Loihi 2, exact ANN arithmetic) (default cuba)")
     g.add_argument("--loihi-profile", choices=("loihi2", "loihi1"), default="loihi2",
                    help="hardware limits the network is checked against (default loihi2)")
+    g.add_argument("--loihi-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="a Loihi quantization option (repeatable), e.g. time_dilation=2 or current_decay=4096 "
+                        "(CUBA); the keys are the fields of ann2snn.loihi.QuantizationOptions")
+
+
+# set by other flags (--loihi-neuron, --timesteps) or by the export itself
+_LOIHI_FIXED_KEYS = ("neuron", "max_timesteps", "channel_gain")
+
+
+def _loihi_option_keys() -> tuple[str, ...]:
+    from dataclasses import fields
+
+    from ann2snn.backends.loihi.quantize import QuantizationOptions
+
+    return tuple(f.name for f in fields(QuantizationOptions) if f.name not in _LOIHI_FIXED_KEYS)
+
+
+def loihi_options(args):
+    """QuantizationOptions from ``--loihi-option KEY=VALUE`` flags (values read as JSON, else as text)."""
+    import json
+
+    from ann2snn.backends.loihi.quantize import QuantizationOptions
+
+    pairs = args.loihi_option
+    if pairs and args.target != "loihi":
+        raise DataError("--loihi-option applies to --target loihi only")
+    keys = _loihi_option_keys()
+    fields = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        key = key.strip()
+        if not sep or key not in keys:
+            raise DataError(f"--loihi-option {pair!r}: expected KEY=VALUE with KEY one of {', '.join(keys)}")
+        try:
+            fields[key] = json.loads(text)
+        except ValueError:
+            fields[key] = text
+    try:
+        return QuantizationOptions(**fields)
+    except (ValueError, TypeError) as e:
+        raise DataError(f"--loihi-option: {e}") from None
 
 
 def export_target(args, snn, tmp: Path, name: str, calib, manifest):
@@ -101,7 +145,8 @@ def export_target(args, snn, tmp: Path, name: str, calib, manifest):
 
     pre = manifest["preprocessing_obj"].to_dict() if manifest else None
     exported = export(snn, tmp / f"{name}.net", neuron=args.loihi_neuron, profile=args.loihi_profile,
-                      calibration=calib, max_timesteps=max(args.timesteps), preprocessing=pre)
+                      calibration=calib, max_timesteps=max(args.timesteps), preprocessing=pre,
+                      options=args.loihi_quantization)
     print(exported.table())
     return exported
 

@@ -346,7 +346,7 @@ class _Lif:
             if key in keep:
                 out[key] = np.zeros(shape, dtype=np.int64)
         drive = None if a is None else _wrap(a << _ACT_SHIFT, 32)  # the int32 a_in port, for the whole chunk
-        # iDecay = 4096 (what ann2snn exports): u is each step's input alone, so all steps' u at once
+        # iDecay = 4096 (an unfiltered current): u is each step's input alone, so all steps' u at once
         u_chunk = _wrap_u(drive) if drive is not None and self.u_factor == 0 else None
         for k in range(steps):
             if self.reset is not None and (t0 + k) % self.reset[0] == self.reset[1]:

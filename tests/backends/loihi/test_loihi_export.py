@@ -281,6 +281,29 @@ def test_cli_convert_target_loihi_and_evaluate_net(vgg, tmp_path) -> None:
     assert 0.5 <= json.loads(js.read_text())["fixed_point_accuracy"]["2"] <= 1.0
 
 
+def test_cli_loihi_options_reach_the_netx_file_and_bad_ones_fail_before_converting(vgg, tmp_path) -> None:
+    from ann2snn.cli.main import main
+
+    out = tmp_path / "out"
+    fast = ["--v-init", "0", "--bias-correction", "off", "--limit", "16", "--timesteps", "8", "--no-eval"]
+    rc = main(["-q", "convert", str(VGG), "--target", "loihi", "--out", str(out), *fast,
+               "--loihi-option", "current_decay=4096", "--loihi-option", "time_dilation=2"])
+    assert rc == 0
+    folder = out / "vgg_avgpool"
+    net = read_netx(folder / "vgg_avgpool.net")
+    hidden = [layer for layer in net.layers[1:] if isinstance(layer, ConvLayer)]
+    assert all(layer.neuron.i_decay == 4096 for layer in hidden)
+    assert net.layers[0].neuron.vth_mant == 2 * 4095 - 1  # time dilation 2 on the input layer
+    sidecar = json.loads((folder / "vgg_avgpool.loihi.json").read_text())
+    assert sidecar["options"]["current_decay"] == 4096 and sidecar["options"]["time_dilation"] == 2
+    for bad in (["--loihi-option", "current_decay=0.5"], ["--loihi-option", "dilation=2"],
+                ["--loihi-option", "time_dilation"]):
+        rc = main(["-q", "convert", str(VGG), "--target", "loihi", "--out", str(tmp_path / "bad"), *fast, *bad])
+        assert rc == 5 and not (tmp_path / "bad").exists()
+    rc = main(["-q", "convert", str(VGG), "--out", str(tmp_path / "bad"), *fast, "--loihi-option", "time_dilation=2"])
+    assert rc == 5 and not (tmp_path / "bad").exists()
+
+
 def test_cli_convert_reports_violations_and_writes_nothing(tmp_path) -> None:
     from ann2snn.cli.main import main
 
