@@ -5,12 +5,11 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from ann2snn.errors import DataError
-
 from ann2snn.cli.common import (
     add_config_arguments, add_data_arguments, add_simulation_arguments, calibration_and_data, config_from_args,
     output_dir, resolve_model, scales_from_args, timesteps_arg, write_json,
 )
+from ann2snn.errors import DataError
 
 COMMAND = "convert"
 HELP = "convert ONNX model(s) (or zoo model names) into spiking networks, with an accuracy report"
