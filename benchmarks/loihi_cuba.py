@@ -1,6 +1,6 @@
 """Loihi CUBA fixed point vs the float SNN on the zoo VGG (the Loihi issue's 1-point target at T=128).
 
-    python benchmarks/loihi_cuba.py [--start 0] [--n 2000] [--options '{"threshold_percentile": 25}'] [--json F]
+    python benchmarks/loihi_cuba.py [--start 0] [--n 2000] [--options '{"time_dilation": 2}' [--skip-defaults]] [--json F]
 
 Converts vgg_avgpool with the default config (cached in benchmarks/.cache), exports it for Loihi CUBA with
 the bundled 1,000 calibration images (what `ann2snn convert vgg_avgpool --target loihi` does), and runs the
@@ -29,6 +29,7 @@ def main():
     ap.add_argument("--start", type=int, default=0)
     ap.add_argument("--n", type=int, default=2000)
     ap.add_argument("--options", nargs="*", default=[], help="JSON QuantizationOptions overrides, one per variant")
+    ap.add_argument("--skip-defaults", action="store_true", help="run only the --options variants")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--json", default=None)
     a = ap.parse_args()
@@ -45,7 +46,8 @@ def main():
     out = {"machine": machine(), "images": [a.start, a.start + len(ty)], "float_snn": {}, "variants": []}
     for t in ts:
         out["float_snn"][str(t)] = float(np.mean(flt.predictions(t) == ty))
-    for opt in [{}] + [json.loads(o) for o in a.options]:
+    variants = [json.loads(o) for o in a.options]
+    for opt in variants if a.skip_defaults and variants else [{}] + variants:
         t0 = time.perf_counter()
         exp = export_loihi(net, calibration=cx, options=QuantizationOptions(**opt))
         res = simulate_loihi(exp, tx, timesteps=ts)
