@@ -6,7 +6,7 @@ Converts vgg_avgpool with the default config (cached in benchmarks/.cache), expo
 the bundled 1,000 calibration images (what `ann2snn convert vgg_avgpool --target loihi` does), and runs the
 bit-exact fixed-point model on test images [start, start+n) at T=64 and 128, next to the float SNN (float32).
 Each extra JSON object in --options is one more export variant (QuantizationOptions fields) in the same run.
-The fixed-point simulation runs about 0.13 s per image (T=128) on one core.
+The fixed-point simulation runs about 0.10 s per image (T=128) on one core.
 """
 
 from __future__ import annotations
