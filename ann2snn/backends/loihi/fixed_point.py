@@ -339,6 +339,14 @@ class _Lif:
         self.vth = neuron.vth_mant << _ACT_SHIFT
         self.reset = reset
 
+    def _u_stays_in_range(self, drive: np.ndarray | None, steps: int) -> bool:
+        """Can ``u`` not reach 24 bits this chunk? The decay only shrinks |u|, so |u| stays below
+        |u0| + peak drive × (1 + f + f² + ...); then both of Lava's wraps are the identity and can be skipped."""
+        peak = 0 if drive is None else int(np.abs(drive).max(initial=0))
+        f = self.u_factor / 4096
+        reach = peak * steps if f >= 1 else peak / (1 - f)
+        return int(np.abs(self.u).max(initial=0)) + reach < _UV_MAX
+
     def run(self, a: np.ndarray | None, t0: int, steps: int, keep: Collection[str]) -> dict[str, np.ndarray]:
         shape = (self.u.shape[0], steps) + self.u.shape[1:]
         out = {"s": np.zeros(shape, dtype=np.int64)}
@@ -348,12 +356,7 @@ class _Lif:
         drive = None if a is None else _wrap(a << _ACT_SHIFT, 32)  # the int32 a_in port, for the whole chunk
         # iDecay = 4096 (an unfiltered current): u is each step's input alone, so all steps' u at once
         u_chunk = _wrap_u(drive) if drive is not None and self.u_factor == 0 else None
-        # the decay only shrinks |u|, so |u| stays below |u0| + peak drive x (1 + f + f^2 + ...) this chunk:
-        # when that is inside 24 bits, both of Lava's wraps are the identity and are skipped
-        peak = 0 if drive is None else int(np.abs(drive).max(initial=0))
-        f = self.u_factor / 4096
-        reach = peak * steps if f >= 1 else peak / (1 - f)
-        no_wrap = int(np.abs(self.u).max(initial=0)) + reach < _UV_MAX
+        no_wrap = u_chunk is None and self._u_stays_in_range(drive, steps)
         for k in range(steps):
             if self.reset is not None and (t0 + k) % self.reset[0] == self.reset[1]:
                 self.u[...] = 0

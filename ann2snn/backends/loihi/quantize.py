@@ -61,8 +61,8 @@ The input layer (``input_layer="current"``, default) is the first Conv/Gemm + IF
 constant analog input current as bias: ``bias_mant = clip(round((W·x + b)·4095), ±4095)``, vThMant =
 ⌈4095·dilation⌉ − 1 (``input_dilation``, by default the time dilation; 1 cost 1 pt and 3 was no better on
 images 0-999; its current is constant, so it is not filtered), computed on the host (the float simulator
-also computes that current once per image). With ``input_layer="pixels"`` one IF neuron per input value is driven by ``round(x·S_in)``; a constant bias with
-reset to zero only gives rates 1/n (every x in (0.5, 1] fires at 1/2), which cost 3-5 points on the VGG.
+also computes that current once per image). With ``input_layer="pixels"`` one IF neuron per input value is
+driven by ``round(x·S_in)``; a constant bias with reset to zero only gives rates 1/n (every x in (0.5, 1] fires at 1/2), which cost 3-5 points on the VGG.
 The readout is a dense layer without neuron (netx's non-spiking integrator): ``v/64 = Σ_t W·s_t + bias``;
 its S is bounded so the 24-bit ``u`` never wraps within ``max_timesteps`` (|Σ_t W·s_t| + |bias| < 2^17):
 without calibration data from the absolute row sums (every rate ≤ 1), with it from 2.5x the largest T·|W·y|
