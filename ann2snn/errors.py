@@ -56,10 +56,24 @@ class BackendConstraintError(Ann2SnnError):
         super().__init__(f"{len(self.violations)} {backend} constraint violation(s):\n" + "\n".join(lines))
 
 
+class DistributedRunError(Ann2SnnError):
+    """A distributed run cannot go on: a rank died or stopped answering, or the process group failed.
+
+    What the checkpoint (if any) holds is kept; the same command resumes from it.
+    """
+
+    exit_code = 8
+
+
+class CheckpointMismatchError(DataError):
+    """A checkpoint folder belongs to another run (other arguments, model or data): it is never mixed in."""
+
+
 EXIT_CODES = {
     "Ann2SnnError": Ann2SnnError.exit_code,
     "InvalidModelError": InvalidModelError.exit_code,
     "UnsupportedModelError": UnsupportedModelError.exit_code,
     "DataError": DataError.exit_code,
     "BackendConstraintError": BackendConstraintError.exit_code,
+    "DistributedRunError": DistributedRunError.exit_code,
 }

@@ -46,6 +46,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ann2snn import distributed
 from ann2snn.calibration.thresholds import CalibrationConfigError
 from ann2snn.errors import DataError
 from ann2snn.ir.reference import check_input, run_tensors
@@ -236,6 +237,17 @@ class _Accumulator:
         self.sum += xv.sum(dim=(0, 2), dtype=torch.float64)
         self.sumsq += (xv * xv).sum(dim=(0, 2), dtype=torch.float64)
 
+    def reduce_moments(self, group: distributed.ProcessGroup) -> None:
+        """Combine pass 1 over the ranks: counts and sums add up, max and min are exact under reduction."""
+        for t, op in ((self.count, "sum"), (self.max, "max"), (self.min, "min"), (self.sum, "sum"),
+                      (self.sumsq, "sum")):
+            group.all_reduce(t, op)
+
+    def reduce_histograms(self, group: distributed.ProcessGroup) -> None:
+        """Combine pass 2 over the ranks: integer counts, so the result is exactly one process's."""
+        group.all_reduce(self.hist)
+        group.all_reduce(self.layer_hist)
+
     def check_finite(self) -> None:
         bad = ~(torch.isfinite(self.max) & torch.isfinite(self.min) & torch.isfinite(self.sumsq))
         if bool(bad.any()):
@@ -309,8 +321,9 @@ def _check_data(graph, data) -> tuple[dict[str, np.ndarray], int]:
     return {s.name: arrays[s.name] for s in graph.inputs}, next(iter(counts.values()))
 
 
-def _batches(graph, arrays, n, batch_size, wanted, device, bar) -> Iterator[dict[str, torch.Tensor]]:
-    for start in range(0, n, batch_size):
+def _batches(graph, arrays, n, batch_size, wanted, device, bar, group) -> Iterator[dict[str, torch.Tensor]]:
+    # rank r takes batches r, r + world, ...: the same batches as one process, split
+    for start in range(group.rank * batch_size, n, group.world_size * batch_size):
         stop = min(start + batch_size, n)
         try:
             # check_input converts to float32 and rejects NaN/Inf, one batch at a time (bounded memory)
@@ -331,6 +344,7 @@ def collect_activation_stats(
     bins: int = 2048,
     device: str = "cpu",
     progress: bool = False,
+    group: distributed.ProcessGroup | None = None,
 ) -> dict[str, ActivationStats]:
     """Per-channel statistics of ``tensors`` (node or input names of ``graph``) over ``data``.
 
@@ -339,6 +353,11 @@ def collect_activation_stats(
     shape or dtype, NaN/Inf, no samples, or activations that overflow; ``CalibrationConfigError`` for
     unknown tensor names or a non-positive ``batch_size``/``bins``. Two passes over the data, see the
     module docstring. Returns {tensor name: ActivationStats}, in the order of ``tensors``.
+
+    ``group`` (default: the current ``torch.distributed`` group, see :mod:`ann2snn.distributed`): every
+    rank passes the same ``data`` and reads only its share of the batches; counts, extrema and histograms
+    are reduced over the ranks, so they (and every threshold drawn from them) equal one process's exactly;
+    the float64 sums may differ in the last bits (another order of addition).
     """
     for label, v in (("batch_size", batch_size), ("bins", bins)):
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
@@ -353,11 +372,12 @@ def collect_activation_stats(
     if unknown:
         raise CalibrationConfigError(f"graph '{graph.name}' has no tensor(s) named {unknown}")
     arrays, n = _check_data(graph, data)
+    group = group or distributed.current()
 
     dev = torch.device(device)
     accs = {t: _Accumulator(t, tuple(shapes[t]), int(bins), dev) for t in names}
     wanted = set(names)
-    n_batches = -(-n // int(batch_size))
+    n_batches = len(range(group.rank * batch_size, n, group.world_size * batch_size))
     log.info(
         "calibration: %d tensor(s) over %d sample(s), %d batch(es) x 2 passes, %d bins",
         len(names), n, n_batches, bins,
@@ -365,15 +385,18 @@ def collect_activation_stats(
     with torch.inference_mode(), tqdm(
         total=2 * n_batches, desc="calibration", unit="batch", disable=not progress
     ) as bar:
-        for out in _batches(graph, arrays, n, int(batch_size), wanted, dev, bar):
+        for out in _batches(graph, arrays, n, int(batch_size), wanted, dev, bar, group):
             for t, acc in accs.items():
                 acc.moments(out[t])
         for acc in accs.values():
+            acc.reduce_moments(group)
             acc.check_finite()
             acc.fix_ranges()
-        for out in _batches(graph, arrays, n, int(batch_size), wanted, dev, bar):
+        for out in _batches(graph, arrays, n, int(batch_size), wanted, dev, bar, group):
             for t, acc in accs.items():
                 acc.histograms(out[t])
+        for acc in accs.values():
+            acc.reduce_histograms(group)
     result = {t: acc.result() for t, acc in accs.items()}
     for t, s in result.items():
         dead = int((s.max <= 0).sum())

@@ -12,9 +12,13 @@ from pathlib import Path
 
 import numpy as np
 
+from ann2snn import distributed
 from ann2snn.config import ConversionConfig
-from ann2snn.data import Preprocessing, load_dataset, load_zoo_manifest, load_zoo_sample
+from ann2snn.data import (
+    PRESETS, ArraySource, DataStream, Preprocessing, load_zoo_manifest, load_zoo_sample, open_source, preset,
+)
 from ann2snn.errors import Ann2SnnError, DataError, InvalidModelError
+from ann2snn.fileio import write_json_atomic
 
 EXIT_OUTPUT_EXISTS = 7
 
@@ -68,6 +72,26 @@ def add_simulation_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--synaptic-dtype", choices=("auto", "float32", "bfloat16"), default="auto",
                    help="dtype of spikes and conv/dense weights in the simulation: auto (default) = bfloat16 where "
                         "the hardware has it natively (faster; within 0.15 pt of float32 on the zoo), else float32")
+    p.add_argument("--batch-size", type=int, default=100, help="simulation batch size (default 100)")
+    g = p.add_argument_group("long runs (resumable; sharded with torchrun)")
+    g.add_argument("--checkpoint", metavar="DIR",
+                   help="keep partial evaluation results here; the same command run again resumes from them "
+                        f"(default for evaluations of over {LONG_RUN_IMAGE_STEPS:,} image-steps with --json F: "
+                        "F.checkpoint/, removed when the run completes)")
+    g.add_argument("--checkpoint-every", type=positive_int, default=10, metavar="K",
+                   help="batches between two checkpoint writes (default 10)")
+    g.add_argument("--dist-timeout", type=float, default=1800.0, metavar="SECONDS",
+                   help="under torchrun: how long a rank waits for the others at a synchronization point before "
+                        "the run stops with an error (default 1800)")
+
+
+# an evaluation longer than this (images x max T) gets a checkpoint folder by default
+LONG_RUN_IMAGE_STEPS = 1_000_000
+
+
+def show_progress(args) -> bool:
+    """Progress bars: not with --quiet, and under torchrun on rank 0 only (one bar, not one per rank)."""
+    return not args.quiet and distributed.current().is_main
 
 
 def scales_from_args(args) -> dict | None:
@@ -110,16 +134,63 @@ def _float(text: str, flag: str) -> float:
         raise DataError(f"{flag}: expected a number or 'auto', got {text!r}") from None
 
 
+_DATA_FORMATS = ("an image folder (class folders, or unlabeled images for --calib), a CIFAR-10/100 archive or "
+                 "folder (python or binary version), .npy, .npz (x/y or images/labels), or an IDX images file "
+                 "beside its labels")
+
+
 def add_data_arguments(p: argparse.ArgumentParser, *, data: bool) -> None:
-    g = p.add_argument_group("data (.npz with x/y or images/labels, or an IDX images file beside its labels)")
+    g = p.add_argument_group(f"data: {_DATA_FORMATS}")
     if data:
-        g.add_argument("--data", help="evaluation data (default for zoo models: the bundled 1,000 test images)")
-    g.add_argument("--calib", help="calibration data (default for zoo models: the bundled 1,000 training images)")
+        g.add_argument("--data", help="evaluation data, labeled (default for zoo models: the bundled 1,000 test images)")
+        g.add_argument("--data-split", choices=("train", "test"), default="test",
+                       help="the split of a CIFAR archive --data reads (default test)")
+        g.add_argument("--limit", type=positive_int, help="use only the first N evaluation images (N >= 1)")
+        g.add_argument("--subset", type=positive_int, metavar="N",
+                       help="use N evaluation images drawn at random with --seed (kept in file order)")
+    g.add_argument("--calib", help="calibration data, labels not needed (default for zoo models: the bundled 1,000 "
+                                   "training images)")
+    g.add_argument("--calib-split", choices=("train", "test"), default="train",
+                   help="the split of a CIFAR archive --calib reads (default train)")
+    g.add_argument("--calib-limit", type=positive_int, metavar="N", help="use only the first N calibration images")
+    g.add_argument("--calib-subset", type=positive_int, metavar="N",
+                   help="use N calibration images drawn at random with --seed")
+    g.add_argument("--workers", type=non_negative_int, metavar="N",
+                   help="processes decoding images while the network runs (default 1 for image folders and "
+                        "CIFAR archives, 0 for arrays)")
+    g = p.add_argument_group("preprocessing (applied in this order; zoo models carry theirs)")
+    g.add_argument("--preprocess", choices=sorted(PRESETS),
+                   help="a named convention: imagenet (resize 256, crop 224, /255, torchvision mean/std), caffe "
+                        "(resize 256, crop 224, BGR, 0..255 minus the mean), cifar10, mnist; the flags below "
+                        "override single steps")
+    g.add_argument("--resize", type=positive_int, metavar="N", help="resize the shorter side to N pixels")
+    g.add_argument("--crop", type=crop_arg, metavar="N|HxW", help="center crop to N x N (or H x W) pixels")
+    g.add_argument("--channel-order", choices=("RGB", "BGR"), help="channel order the model expects (default RGB)")
     g.add_argument("--scale", type=float, help="multiply raw pixels by this (e.g. 0.00392156862745098 = 1/255)")
     g.add_argument("--mean", help="subtract: a number or comma-separated per-channel values")
     g.add_argument("--std", help="divide: a number or comma-separated per-channel values")
     g.add_argument("--layout", choices=("NCHW", "NHWC"), help="the layout the model expects")
-    g.add_argument("--limit", type=positive_int, help="use only the first N evaluation samples (N >= 1)")
+
+
+def non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {value}")
+    return value
+
+
+def crop_arg(text: str) -> tuple[int, int]:
+    parts = text.lower().split("x")
+    try:
+        vals = [int(v) for v in parts]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected N or HxW (positive integers), got {text!r}") from None
+    if len(vals) not in (1, 2) or min(vals) < 1:
+        raise argparse.ArgumentTypeError(f"expected N or HxW (positive integers), got {text!r}")
+    return (vals[0], vals[-1])
 
 
 def positive_int(text: str) -> int:
@@ -163,10 +234,16 @@ def _stat(text):
 
 
 def preprocessing_from_args(args, manifest: dict | None, input_shape) -> Preprocessing:
-    base = manifest["preprocessing_obj"] if manifest else Preprocessing(channels=None)
+    """The preprocessing of ``--preprocess`` (else the zoo manifest's, else none), with single flags on top."""
+    name = getattr(args, "preprocess", None)
+    if name:
+        base = preset(name)
+    else:
+        base = manifest["preprocessing_obj"] if manifest else Preprocessing(channels=None)
     d = base.to_dict()
     for key, val in (("scale", args.scale), ("mean", _stat(args.mean)), ("std", _stat(args.std)),
-                     ("layout", args.layout)):
+                     ("layout", args.layout), ("resize", getattr(args, "resize", None)),
+                     ("crop", getattr(args, "crop", None)), ("channel_order", getattr(args, "channel_order", None))):
         if val is not None:
             d[key] = val
     if d.get("channels") is None and input_shape is not None:
@@ -175,34 +252,52 @@ def preprocessing_from_args(args, manifest: dict | None, input_shape) -> Preproc
     return Preprocessing.from_dict(d)
 
 
-def load_images(path: str, pre: Preprocessing, what: str) -> tuple[np.ndarray, np.ndarray | None]:
-    x, y = load_dataset(path)
-    if x.dtype.kind == "f" and pre.scale == 1.0 and pre.mean == 0.0 and pre.std == 1.0 and x.ndim == 4:
-        return x.astype(np.float32), y  # already preprocessed
-    return pre.apply(x, name=f"{what} {path}"), y
+def data_stream(path: str, pre: Preprocessing, *, split: str, limit=None, subset=None, seed: int = 0,
+                preset_name: str | None = None) -> DataStream:
+    """A stream over the data at ``path``. A float array of the model's rank with identity preprocessing
+    is taken as model input already (what ``convert``'s sample files and users' preprocessed .npz hold)."""
+    source = open_source(path, split=split)
+    if isinstance(source, ArraySource) and source.x.dtype.kind == "f" and source.x.ndim == 4 and pre.scale == 1.0 \
+            and pre.mean == 0.0 and pre.std == 1.0 and not pre.has_geometry:
+        source.preprocessed = True
+    return DataStream.of(source, pre, limit=limit, subset=subset, seed=seed, preset=preset_name)
+
+
+def calibration_from_args(args, manifest, input_shape) -> np.ndarray:
+    """The calibration images (held in memory: conversion passes over them several times); labels unused."""
+    pre = preprocessing_from_args(args, manifest, input_shape)
+    if args.calib:
+        stream = data_stream(args.calib, pre, split=args.calib_split, limit=args.calib_limit,
+                             subset=args.calib_subset, seed=_seed(args), preset_name=getattr(args, "preprocess", None))
+        return stream.read_all()[0]
+    if manifest is None:
+        raise DataError("--calib is required for models outside the zoo")
+    if args.calib_limit or args.calib_subset:
+        raise DataError("--calib-limit/--calib-subset apply to --calib data")
+    return load_zoo_sample(Path(manifest["model_path"]).parent).calib_x
+
+
+def _seed(args) -> int:
+    return int(getattr(args, "seed", None) or 0)
 
 
 def calibration_and_data(args, manifest, input_shape, *, need_data: bool):
-    """(calib_x, (x, y) or None) from flags, falling back to a zoo model's bundled sample."""
-    pre = preprocessing_from_args(args, manifest, input_shape)
-    sample = load_zoo_sample(Path(manifest["model_path"]).parent) if manifest else None
-    if args.calib:
-        calib, _ = load_images(args.calib, pre, "calibration data")
-    elif sample is not None:
-        calib = sample.calib_x
-    else:
-        raise DataError("--calib is required for models outside the zoo")
+    """(calibration array, evaluation DataStream or None) from flags, falling back to a zoo model's sample."""
+    calib = calibration_from_args(args, manifest, input_shape)
     data = None
     if need_data:
         if getattr(args, "data", None):
-            x, y = load_images(args.data, pre, "evaluation data")
-            if y is None:
-                raise DataError(f"{args.data}: evaluation data needs labels")
-            data = (x, y)
-        elif sample is not None:
-            data = (sample.test_x, sample.test_y)
-        if data is not None and args.limit:
-            data = (data[0][: args.limit], data[1][: args.limit])
+            pre = preprocessing_from_args(args, manifest, input_shape)
+            data = data_stream(args.data, pre, split=args.data_split, limit=args.limit, subset=args.subset,
+                               seed=_seed(args), preset_name=getattr(args, "preprocess", None))
+            if not data.has_labels:
+                raise DataError(f"{args.data}: evaluation data needs labels (class folders, a CIFAR archive, or "
+                                "an .npz/IDX file with labels)")
+        elif manifest is not None:
+            sample = load_zoo_sample(Path(manifest["model_path"]).parent)
+            source = ArraySource(sample.test_x, sample.test_y, path=f"{manifest['sample_path']} (test_x, test_y)",
+                                 kind="zoo sample", preprocessed=True, classes=manifest.get("classes"))
+            data = DataStream.of(source, limit=args.limit, subset=args.subset, seed=_seed(args))
     return calib, data
 
 
@@ -232,4 +327,5 @@ def output_dir(path: Path, force: bool):
 
 
 def write_json(path: Path, obj) -> None:
-    path.write_text(json.dumps(obj, indent=1, default=lambda o: o.item() if hasattr(o, "item") else str(o)))
+    """Write ``obj`` as JSON atomically: an interrupted run leaves the old file (or none), never half a file."""
+    write_json_atomic(path, obj)

@@ -5,11 +5,16 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from ann2snn import distributed
+from ann2snn.calibration import save_scales
 from ann2snn.cli.common import (
     add_config_arguments, add_data_arguments, add_simulation_arguments, calibration_and_data, config_from_args,
-    output_dir, resolve_model, scales_from_args, timesteps_arg, write_json,
+    output_dir, resolve_model, scales_from_args, show_progress, timesteps_arg, write_json,
 )
+from ann2snn.convert.pipeline import as_graph, convert
 from ann2snn.errors import DataError
+from ann2snn.evaluate import evaluate
+from ann2snn.report.cli import add_report_arguments, write_report
 
 COMMAND = "convert"
 HELP = "convert ONNX model(s) (or zoo model names) into spiking networks, with an accuracy report"
@@ -28,20 +33,15 @@ def add_arguments(p):
     add_config_arguments(p)
     add_data_arguments(p, data=True)
     add_target_arguments(p)
-    from ann2snn.report.cli import add_report_arguments
-
     add_report_arguments(p, flag="no-report")
 
 
 def run(args) -> int:
-    from ann2snn.convert.pipeline import as_graph, convert
-    from ann2snn.calibration import save_scales
-    from ann2snn.evaluate import evaluate
-
     config = config_from_args(args)
     scales = scales_from_args(args)
     args.loihi_quantization = loihi_options(args)  # bad options fail here, before the (slow) conversion
-    progress = not args.quiet
+    progress = show_progress(args)
+    group = distributed.current()
     if args.timesteps is None:
         args.timesteps = [8, 16, 32, 64, 128] if args.target == "loihi" else [8, 16, 32, 64, 128, 256]
     for model in args.models:
@@ -50,29 +50,40 @@ def run(args) -> int:
         calib, data = calibration_and_data(args, manifest, graph.inputs[0].shape, need_data=not args.no_eval)
         name = manifest["name"] if manifest else Path(path).stem
         target = Path(args.out) / name
+        if not group.is_main:  # other ranks share the calibration and the evaluation, and write nothing
+            snn = convert(graph, calib, config, scales=scales, progress=False)
+            if data is not None:
+                evaluate(path, data, snn=snn, timesteps=args.timesteps, device=args.device,
+                         synaptic_dtype=args.synaptic_dtype, batch_size=args.batch_size, workers=args.workers,
+                         checkpoint=args.checkpoint and Path(args.checkpoint) / name,
+                         checkpoint_every=args.checkpoint_every)
+            continue
         with output_dir(target, args.force) as tmp:
             snn = convert(graph, calib, config, scales=scales, progress=progress)
             snn.save(tmp / "snn")
             save_scales(tmp / "scales.json", snn.scales, {"model": path, "config": snn.config.to_dict()})
-            if args.target != "snn":  # checked and written before the (slow) evaluation
-                exported = export_target(args, snn, tmp, name, calib, manifest)
-            report, fixed = None, None
-            if args.target == "loihi" and data is not None:  # Lava-exact accuracy, for both reports
-                fixed = fixed_point_accuracy(exported, data, args.timesteps, progress)
+            with distributed.local():  # rank 0 alone from here until the evaluation
+                if args.target != "snn":  # checked and written before the (slow) evaluation
+                    exported = export_target(args, snn, tmp, name, calib, manifest)
+                report, fixed, arrays = None, None, None
+                if args.target == "loihi" and data is not None:  # Lava-exact accuracy, for both reports
+                    arrays = data.read_all(args.batch_size)
+                    fixed = fixed_point_accuracy(exported, arrays, args.timesteps, progress)
             if data is not None:
                 report = evaluate(path, data, snn=snn, timesteps=args.timesteps, device=args.device,
-                                  synaptic_dtype=args.synaptic_dtype, progress=progress)
+                                  synaptic_dtype=args.synaptic_dtype, batch_size=args.batch_size, progress=progress,
+                                  workers=args.workers, checkpoint=args.checkpoint and Path(args.checkpoint) / name,
+                                  checkpoint_every=args.checkpoint_every)
                 print(report.table())
-                if args.no_report:
-                    write_json(tmp / "report.json", report.to_dict())
-                else:  # report.json (a superset of the accuracy JSON), report.md, plots/
-                    from ann2snn.report.cli import write_report
-
-                    write_report(tmp, report, snn, calib, args, fixed_point_accuracy=fixed)
+                with distributed.local():
+                    if args.no_report:
+                        write_json(tmp / "report.json", report.to_dict())
+                    else:  # report.json (a superset of the accuracy JSON), report.md, plots/
+                        write_report(tmp, report, snn, calib, args, fixed_point_accuracy=fixed)
             else:
                 log.info("no evaluation data: report skipped")
             if args.target == "loihi":
-                write_loihi_report(args, exported, report, fixed, data, tmp / "loihi_report.json")
+                write_loihi_report(args, exported, report, fixed, arrays, tmp / "loihi_report.json")
         print(f"{name}: wrote {target}")
     return 0
 
@@ -140,7 +151,7 @@ def export_target(args, snn, tmp: Path, name: str, calib, manifest):
         from ann2snn.backends.nir import export_nir
 
         return export_nir(snn, tmp / f"{name}.nir")
-    from ann2snn.loihi import export
+    from ann2snn.loihi import export  # h5py and the Loihi backend load only for --target loihi
 
     pre = manifest["preprocessing_obj"].to_dict() if manifest else None
     exported = export(snn, tmp / f"{name}.net", neuron=args.loihi_neuron, profile=args.loihi_profile,

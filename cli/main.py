@@ -7,9 +7,11 @@ and ``run(args) -> int``; add a module to ``_COMMANDS`` to add a sub-command.
 from __future__ import annotations
 
 import argparse
+import atexit
 import importlib
 import logging
 import os
+import signal
 import sys
 
 from ann2snn.errors import Ann2SnnError
@@ -25,6 +27,7 @@ EXIT_HELP = """exit codes:
   5  bad data (DataError)
   6  backend constraint violated (BackendConstraintError)
   7  output exists (use --force)
+  8  a distributed run stopped: another rank died or stopped answering (DistributedRunError)
  130 interrupted
 """
 
@@ -57,14 +60,20 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     level = logging.DEBUG if args.debug else (logging.WARNING if args.quiet else logging.INFO)
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    rank = os.environ.get("RANK") if int(os.environ.get("WORLD_SIZE", "1")) > 1 else None
+    if rank not in (None, "0") and not args.debug:
+        level = logging.WARNING  # one voice: the other ranks report only warnings and errors
+    prefix = f"[rank {rank}] " if rank is not None else ""
+    logging.basicConfig(level=level, format=f"{prefix}%(levelname)s %(name)s: %(message)s")
     try:
+        if rank is not None and args.command in _DISTRIBUTED_COMMANDS:
+            _join_process_group(args)
         return int(args._run(args) or 0)
     except Ann2SnnError as e:
         if args.debug:
             raise
         first, *rest = str(e).splitlines() or [type(e).__name__]
-        print(f"ann2snn: error: {first}", file=sys.stderr)
+        print(f"ann2snn: error: {prefix}{first}", file=sys.stderr)
         for line in rest:
             print(line, file=sys.stderr)
         return e.exit_code
@@ -80,6 +89,27 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"ann2snn: error: {e}", file=sys.stderr)
         return 1
+
+
+_DISTRIBUTED_COMMANDS = ("convert", "evaluate")
+
+
+def _join_process_group(args) -> None:
+    """Under torchrun: join the process group, and turn torchrun's SIGTERM (sent when another rank failed)
+    into a one-line error instead of a silent death."""
+    from ann2snn import distributed
+    from ann2snn.errors import DistributedRunError
+
+    group = distributed.init_from_env(device=getattr(args, "device", "cpu"),
+                                      timeout_s=getattr(args, "dist_timeout", distributed.DEFAULT_TIMEOUT_S))
+
+    def stopped(signum, frame):
+        where = f"; the checkpoint {args.checkpoint} keeps the batches done" if getattr(args, "checkpoint", None) else ""
+        raise DistributedRunError(f"rank {group.rank} of {group.world_size}: stopped by torchrun (another rank "
+                                  f"failed or the run was cancelled){where}")
+
+    signal.signal(signal.SIGTERM, stopped)
+    atexit.register(distributed.shutdown)
 
 
 if __name__ == "__main__":

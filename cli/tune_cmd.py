@@ -6,7 +6,7 @@ import json
 import logging
 from pathlib import Path
 
-from ann2snn.cli.common import load_images, output_dir, preprocessing_from_args, resolve_model
+from ann2snn.cli.common import add_data_arguments, calibration_from_args, output_dir, resolve_model
 from ann2snn.errors import DataError
 
 COMMAND = "tune"
@@ -39,25 +39,7 @@ def add_arguments(p):
     g.add_argument("--signed", action="store_true", help="signed IF neurons")
     g.add_argument("--input-encoding", choices=("analog", "poisson"), default=d.input_encoding)
     g.add_argument("--config", help="JSON file with ConversionConfig fields for the settings not searched")
-    g = p.add_argument_group("calibration data (.npz with x/y or images/labels, or an IDX images file)")
-    g.add_argument("--calib", help="calibration data (default for zoo models: the bundled 1,000 training images)")
-    g.add_argument("--scale", type=float, help="multiply raw pixels by this (e.g. 0.00392156862745098 = 1/255)")
-    g.add_argument("--mean", help="subtract: a number or comma-separated per-channel values")
-    g.add_argument("--std", help="divide: a number or comma-separated per-channel values")
-    g.add_argument("--layout", choices=("NCHW", "NHWC"), help="the layout the model expects")
-
-
-def _calibration(args, manifest, input_shape):
-    """Calibration images only: the zoo sample's test split is never read."""
-    from ann2snn.data import load_zoo_sample
-
-    pre = preprocessing_from_args(args, manifest, input_shape)
-    if args.calib:
-        calib, _ = load_images(args.calib, pre, "calibration data")
-        return calib
-    if manifest is None:
-        raise DataError("--calib is required for models outside the zoo")
-    return load_zoo_sample(Path(manifest["model_path"]).parent).calib_x
+    add_data_arguments(p, data=False)
 
 
 def _base_config(args):
@@ -86,7 +68,7 @@ def run(args) -> int:
         raise DataError(f"--target-timesteps must be a positive integer, got {args.target_timesteps}")
     path, manifest = resolve_model(args.model)
     graph = as_graph(path)
-    calib = _calibration(args, manifest, graph.inputs[0].shape)
+    calib = calibration_from_args(args, manifest, graph.inputs[0].shape)
     name = manifest["name"] if manifest else Path(path).stem
     target = Path(args.out) if args.out else Path("ann2snn_tune") / name
     base = _base_config(args)

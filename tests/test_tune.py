@@ -98,7 +98,7 @@ def test_cli_tune_never_reads_evaluation_data(calib, tmp_path, monkeypatch, caps
         assert Path(name_or_dir).name == NAME
         return ZooSample(real.calib_x[:60], Poison(), Poison(), Poison(), real.preprocessing)
 
-    monkeypatch.setattr(ann2snn.data, "load_zoo_sample", poisoned)
+    monkeypatch.setattr("ann2snn.cli.common.load_zoo_sample", poisoned)
     out = tmp_path / "tuned"
     code = main(["-q", "tune", NAME, "--target-timesteps", "8", "--budget", "1", "--holdout-samples", "12",
                  "--out", str(out)])

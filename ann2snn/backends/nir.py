@@ -69,7 +69,6 @@ import keyword
 import logging
 import os
 import re
-import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -78,6 +77,7 @@ import nir
 import numpy as np
 
 from ann2snn.errors import BackendConstraintError
+from ann2snn.fileio import atomic_path
 from ann2snn.ir import nodes as ir
 from ann2snn.ir.snn import IF, CumulativeGlobalMaxPool, CumulativeMaxPool2d
 
@@ -132,20 +132,9 @@ def export_nir(net, path: str | os.PathLike, *, overwrite: bool = False, readout
     graph = to_nir(net, readout=readout)
     directory = path.parent if str(path.parent) else Path(".")
     directory.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
-    os.close(fd)
-    try:
-        nir.write(tmp_name, graph)
-        nir.read(tmp_name, type_check=True)  # the file must be readable by every nir-based importer
-        with open(tmp_name, "rb") as fh:  # make the bytes durable before the rename publishes them
-            os.fsync(fh.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        try:
-            os.unlink(tmp_name)
-        except FileNotFoundError:
-            pass
-        raise
+    with atomic_path(path) as tmp:
+        nir.write(tmp, graph)
+        nir.read(tmp, type_check=True)  # the file must be readable by every nir-based importer
     log.info("wrote NIR graph with %d nodes and %d edges to %s", len(graph.nodes), len(graph.edges), path)
     return path
 

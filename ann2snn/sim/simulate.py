@@ -47,9 +47,11 @@ class _Moments:
     sdd: float = 0.0
 
     def add(self, x: torch.Tensor, y: torch.Tensor) -> None:
-        x = x.double().reshape(-1)
-        y = y.double().reshape(-1)
-        self.n += x.numel()
+        # numpy's sums do not depend on the thread count (torch's parallel reductions do), so one process
+        # and several ranks with fewer threads each report the same figures to the last bit
+        x = x.double().reshape(-1).cpu().numpy()
+        y = y.double().reshape(-1).cpu().numpy()
+        self.n += x.size
         self.sx += float(x.sum())
         self.sy += float(y.sum())
         self.sxx += float((x * x).sum())
@@ -70,11 +72,11 @@ class _Moments:
     def relative_error(self) -> float | None:
         return float(math.sqrt(self.sdd / self.syy)) if self.syy > 0 else None
 
+    FIELDS = ("n", "sx", "sy", "sxx", "syy", "sxy", "sdd")
+
 
 @dataclass
 class _LayerAccumulator:
-    neurons: int
-    sops_per_spike: float
     spikes: dict[int, float] = field(default_factory=dict)  # T -> total |spikes| up to T
     saturated: dict[int, float] = field(default_factory=dict)
     silent: dict[int, float] = field(default_factory=dict)
@@ -90,6 +92,9 @@ class SimulationResult:
     softmax: bool = False
     log_softmax: bool = False
     layers: dict[str, dict] | None = None
+    # the raw sums behind ``layers``: {IF layer: (len(timesteps), len(LAYER_SUM_FIELDS)) float64}; sums of
+    # several runs added in one order give the statistics of all their samples (sharded evaluation)
+    layer_sums: dict[str, np.ndarray] | None = None
     samples: int = 0
     probe: dict[str, dict[int, np.ndarray]] = field(default_factory=dict)
     synaptic_dtype: str = "float32"  # what "auto" resolved to on this machine
@@ -153,6 +158,14 @@ def native_bfloat16(device) -> bool:
         return False
     probes = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
     return any(bool(p()) for p in probes if p is not None)
+
+
+def check_device(device) -> None:
+    """An unknown or absent device (--device cuda without a GPU) is a one-line DataError, not a torch traceback."""
+    try:
+        torch.empty(0, device=device)
+    except (RuntimeError, AssertionError, ValueError, TypeError) as e:
+        raise DataError(f"device {device!r} is not available: {e}") from None
 
 
 def resolve_synaptic_dtype(synaptic_dtype: str | None, device) -> str:
@@ -352,10 +365,7 @@ def simulate(net, x: np.ndarray, timesteps, *, batch_size: int = 100, time_chunk
         raise DataError(f"timesteps must be positive integers, got {list(timesteps)}")
     if batch_size < 1 or time_chunk < 1:
         raise DataError("batch_size and time_chunk must be >= 1")
-    try:  # an unknown or absent device (--device cuda without a GPU) is a one-line error, not a torch traceback
-        torch.empty(0, device=device)
-    except (RuntimeError, AssertionError, ValueError, TypeError) as e:
-        raise DataError(f"device {device!r} is not available: {e}") from None
+    check_device(device)
     synaptic_dtype = resolve_synaptic_dtype(synaptic_dtype, device)
     kernels = _Kernels(SYNAPTIC_DTYPES[synaptic_dtype], device)
     graph = net.graph
@@ -370,8 +380,7 @@ def simulate(net, x: np.ndarray, timesteps, *, batch_size: int = 100, time_chunk
     spiking = [n for n in graph.nodes if isinstance(n, IF)]
     acc = {}
     if layer_stats:
-        spp = sops_per_spike(graph)
-        acc = {n.name: _LayerAccumulator(int(np.prod(graph.shapes[n.name])), spp[n.name]) for n in spiking}
+        acc = {n.name: _LayerAccumulator() for n in spiking}
     probe = list(probe)
     probe_sum = {name: {t: 0.0 for t in ts} for name in probe}
     probe_count = 0
@@ -429,7 +438,8 @@ def simulate(net, x: np.ndarray, timesteps, *, batch_size: int = 100, time_chunk
                               log_softmax=net.output_softmax is not None and net.output_softmax.log,
                               samples=n_samples, synaptic_dtype=synaptic_dtype)
     if layer_stats:
-        result.layers = {name: _finish(a, n_samples, ts) for name, a in acc.items()}
+        result.layer_sums = {name: _sums(a, ts) for name, a in acc.items()}
+        result.layers = layer_statistics(net, result.layer_sums, n_samples, ts)
     for name in probe:
         node = graph.node(name)
         per_channel = int(np.prod(graph.shapes[name][1:])) if len(graph.shapes[name]) > 1 else 1
@@ -443,27 +453,47 @@ def _record(a: _LayerAccumulator, node: IF, t: int, net_count: torch.Tensor, act
     """Add one batch's figures at checkpoint t: rate from the net count, activity from |spikes|."""
     scale = torch.as_tensor(node.scale, dtype=net_count.dtype, device=net_count.device)
     scale = scale.reshape((-1,) + (1,) * (net_count.dim() - 2)) if scale.numel() > 1 else scale.reshape(())
-    a.spikes[t] = a.spikes.get(t, 0.0) + float(act_count.sum())
+    # spike counts are whole numbers: exact in float64 whatever the order of addition
+    a.spikes[t] = a.spikes.get(t, 0.0) + float(act_count.double().sum())
     a.saturated[t] = a.saturated.get(t, 0.0) + float((net_count >= t).sum())
     a.silent[t] = a.silent.get(t, 0.0) + float((act_count == 0).sum())
     a.moments.setdefault(t, _Moments()).add(net_count / t * scale, ann_act)
 
 
 def _channel_sum(values: torch.Tensor) -> np.ndarray:
-    """Sum over batch and spatial positions, per channel (axis 1 of a batched tensor)."""
-    if values.dim() == 2:
-        return values.double().sum(0).cpu().numpy()
-    return values.double().sum(dim=(0, *range(2, values.dim()))).cpu().numpy()
+    """Sum over batch and spatial positions, per channel (axis 1 of a batched tensor); in numpy, whose sums
+    do not depend on the thread count (bias correction must not depend on how many threads a rank has)."""
+    a = values.double().cpu().numpy()
+    return a.sum(axis=0) if a.ndim == 2 else a.sum(axis=(0, *range(2, a.ndim)))
 
 
-def _finish(a: _LayerAccumulator, n_samples: int, ts) -> dict:
-    total = a.neurons * n_samples
-    return {
-        "neurons": a.neurons,
-        "firing_rate": {str(t): a.spikes[t] / (total * t) for t in ts},
-        "saturated_fraction": {str(t): a.saturated[t] / total for t in ts},
-        "silent_fraction": {str(t): a.silent[t] / total for t in ts},
-        "pearson_r": {str(t): a.moments[t].pearson() for t in ts},
-        "relative_error": {str(t): a.moments[t].relative_error() for t in ts},
-        "sops_per_sample": {str(t): a.spikes[t] * a.sops_per_spike / n_samples for t in ts},
-    }
+# what each column of SimulationResult.layer_sums holds
+LAYER_SUM_FIELDS = ("spikes", "saturated", "silent") + tuple(f"moments.{f}" for f in _Moments.FIELDS)
+
+
+def _sums(a: _LayerAccumulator, ts) -> np.ndarray:
+    return np.array([[a.spikes[t], a.saturated[t], a.silent[t]] + [getattr(a.moments[t], f) for f in _Moments.FIELDS]
+                     for t in ts], np.float64)
+
+
+def layer_statistics(net, layer_sums: dict[str, np.ndarray], n_samples: int, ts) -> dict[str, dict]:
+    """Per-IF-layer firing rate, saturated/silent fractions, correlation, relative error and SOPs from the
+    raw sums of ``n_samples`` samples (one run's, or several runs' added up)."""
+    graph = net.graph
+    spp = sops_per_spike(graph)
+    out = {}
+    for name, sums in layer_sums.items():
+        neurons = int(np.prod(graph.shapes[name]))
+        total = neurons * n_samples
+        row = {t: dict(zip(LAYER_SUM_FIELDS, (float(v) for v in sums[i]))) for i, t in enumerate(ts)}
+        moments = {t: _Moments(**{f: row[t][f"moments.{f}"] for f in _Moments.FIELDS}) for t in ts}
+        out[name] = {
+            "neurons": neurons,
+            "firing_rate": {str(t): row[t]["spikes"] / (total * t) for t in ts},
+            "saturated_fraction": {str(t): row[t]["saturated"] / total for t in ts},
+            "silent_fraction": {str(t): row[t]["silent"] / total for t in ts},
+            "pearson_r": {str(t): moments[t].pearson() for t in ts},
+            "relative_error": {str(t): moments[t].relative_error() for t in ts},
+            "sops_per_sample": {str(t): row[t]["spikes"] * spp[name] / n_samples for t in ts},
+        }
+    return out

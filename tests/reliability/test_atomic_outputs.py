@@ -84,7 +84,7 @@ def _interrupt(*args, **kwargs):
 def test_interrupted_convert_leaves_nothing_exit_130(setup, monkeypatch, capsys):
     """Ctrl-C during the last step (the network is already saved in the temporary folder)."""
     before = _inputs(setup)
-    monkeypatch.setattr("ann2snn.calibration.save_scales", _interrupt)
+    monkeypatch.setattr("ann2snn.cli.convert_cmd.save_scales", _interrupt)
     assert convert(setup, "--no-eval") == 130
     assert "interrupted" in capsys.readouterr().err
     assert _listing(setup) == []
@@ -94,7 +94,7 @@ def test_interrupted_convert_leaves_nothing_exit_130(setup, monkeypatch, capsys)
 def test_interrupted_forced_convert_keeps_the_old_output(setup, monkeypatch):
     assert convert(setup, "--no-eval") == 0
     first = tree_hashes(setup / "out")
-    monkeypatch.setattr("ann2snn.calibration.save_scales", _interrupt)
+    monkeypatch.setattr("ann2snn.cli.convert_cmd.save_scales", _interrupt)
     assert convert(setup, "--no-eval", "--norm", "max", "--force") == 130
     assert tree_hashes(setup / "out") == first
 
@@ -107,14 +107,13 @@ def test_late_failure_keeps_the_old_output(setup, monkeypatch):
     def fail(*a, **k):
         raise DataError("evaluation failed on purpose")
 
-    monkeypatch.setattr(sys.modules["ann2snn.evaluate"], "evaluate", fail)
+    monkeypatch.setattr("ann2snn.cli.convert_cmd.evaluate", fail)
     assert convert(setup, "--data", str(setup / "in" / "calib.npz"), "--force") == DataError.exit_code
     assert tree_hashes(setup / "out") == first
 
 
-def _write_half_then_interrupt(path, obj):
-    Path(path).write_text('{"half": ')
-    raise KeyboardInterrupt
+def _interrupt_before_the_rename(fd):
+    raise KeyboardInterrupt  # the temporary file is written, not yet renamed into place
 
 
 def test_evaluate_json_is_atomic_and_not_overwritten(setup, monkeypatch, capsys):
@@ -124,7 +123,7 @@ def test_evaluate_json_is_atomic_and_not_overwritten(setup, monkeypatch, capsys)
             "--data", str(setup / "in" / "calib.npz"), "--timesteps", "4", "--v-init", "0.5",
             "--bias-correction", "off", "--json", str(target)]
     before = _inputs(setup)
-    monkeypatch.setattr("ann2snn.cli.evaluate_cmd.write_json", _write_half_then_interrupt)
+    monkeypatch.setattr("ann2snn.fileio.os.fsync", _interrupt_before_the_rename)
     assert main(args) == 130
     assert _listing(setup) == []
     monkeypatch.undo()

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Union
@@ -27,6 +26,7 @@ import h5py
 import numpy as np
 
 from ann2snn.errors import InvalidModelError, UnsupportedModelError
+from ann2snn.fileio import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -724,24 +724,12 @@ def write_netx(network: NetxNetwork, path: str | os.PathLike[str]) -> Path:
     if not isinstance(network, NetxNetwork):
         raise TypeError(f"write_netx expects a NetxNetwork, got {type(network).__name__}")
     path = Path(path)
-    directory = path.parent if str(path.parent) else Path(".")
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
-    os.close(fd)
-    try:
-        with h5py.File(tmp_name, "w") as handle:
+    with atomic_path(path) as tmp:
+        with h5py.File(tmp, "w") as handle:
             layers = handle.create_group("layer")
             in_shape: tuple[int, ...] | None = None
             for i, layer in enumerate(network.layers):
                 _write_layer(layers.create_group(str(i)), layer, in_shape)
                 in_shape = network.shapes[i]
-        with open(tmp_name, "rb") as fh:  # make the bytes durable before the rename publishes them
-            os.fsync(fh.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        try:
-            os.unlink(tmp_name)
-        except FileNotFoundError:
-            pass
-        raise
     log.info("wrote netx network with %d layers to %s", len(network.layers), path)
     return path

@@ -1,4 +1,4 @@
-"""Dataset loading (IDX, npz, model-zoo samples) and input preprocessing.
+"""Image arrays from files: IDX (MNIST-style), ``.npz`` and ``.npy``.
 
 Everything here returns plain numpy arrays. Every problem with a data file or an array raises
 :class:`~ann2snn.errors.DataError`, naming the file (or the array) and what is wrong with it.
@@ -9,23 +9,20 @@ Public API
 - :func:`load_npz` -- an ``.npz`` with keys ``x``/``y`` or ``images``/``labels`` -> ``(x, y)``
 - :func:`load_dataset` -- dispatch on what a path (or a pair of paths) contains
 - :func:`load_fashion_mnist` -- the Debian ``dataset-fashion-mnist`` copy, ``split`` = train | test
-- :class:`Preprocessing` -- scale / mean / std / layout / channels, ``apply(images) -> float32``
-- :func:`load_zoo_manifest`, :func:`load_zoo_sample`, :func:`zoo_model_dir` -- the bundled model zoo
+- :func:`load_npy` -- a ``.npy`` images array, memory-mapped (labels come from elsewhere)
 - :func:`iter_batches` -- stream ``(x, y)`` in fixed-size batches
 """
 
 from __future__ import annotations
 
 import gzip
-import json
 import logging
 import math
 import os
 import zipfile
 import zlib
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Literal, NamedTuple, Sequence, Union
+from typing import Iterator, Sequence, Union
 
 import numpy as np
 
@@ -34,17 +31,13 @@ from ann2snn.errors import DataError
 __all__ = [
     "FASHION_MNIST_CLASSES",
     "FASHION_MNIST_ROOT",
-    "Preprocessing",
-    "ZooSample",
     "iter_batches",
     "load_dataset",
     "load_fashion_mnist",
     "load_idx",
+    "load_npy",
     "load_npz",
-    "load_zoo_manifest",
-    "load_zoo_sample",
     "read_idx",
-    "zoo_model_dir",
 ]
 
 log = logging.getLogger(__name__)
@@ -259,6 +252,29 @@ def load_npz(path: PathLike, *, require_labels: bool = True) -> tuple[np.ndarray
     return x, y
 
 
+def load_npy(path: PathLike) -> np.ndarray:
+    """A ``.npy`` images array (rank 3 or 4, integer or float), memory-mapped: nothing is read until used.
+
+    No pickle: object arrays are refused. Finiteness is checked batch by batch where the images are read.
+    """
+    p = Path(path)
+    try:
+        x = np.load(p, mmap_mode="r", allow_pickle=False)
+    except FileNotFoundError:
+        raise DataError(f"{p}: file not found") from None
+    except IsADirectoryError:
+        raise DataError(f"{p}: is a directory, expected a .npy file") from None
+    except (ValueError, OSError, EOFError) as e:
+        raise DataError(f"{p}: not a readable .npy array ({e})") from None
+    if not isinstance(x, np.ndarray):
+        raise DataError(f"{p}: expected one .npy array, got an archive")
+    if x.dtype.kind not in "uif":
+        raise DataError(f"{p}: images must be integer or float, got dtype {x.dtype}")
+    if x.ndim not in (3, 4) or x.size == 0:
+        raise DataError(f"{p}: images must be a non-empty array of rank 3 (N, H, W) or 4, got shape {x.shape}")
+    return x
+
+
 # ---------------------------------------------------------------------------------------------
 # dispatch
 # ---------------------------------------------------------------------------------------------
@@ -346,259 +362,6 @@ def load_fashion_mnist(split: str = "test", root: PathLike = FASHION_MNIST_ROOT)
     if y.max() >= len(FASHION_MNIST_CLASSES):
         raise DataError(f"{paths[1]}: label {int(y.max())} out of range 0..9")
     return x, y
-
-
-# ---------------------------------------------------------------------------------------------
-# preprocessing
-# ---------------------------------------------------------------------------------------------
-
-def _as_stat(value: Any, name: str) -> float | tuple[float, ...]:
-    if isinstance(value, bool):
-        raise DataError(f"preprocessing {name} must be a number or a list of numbers, got {value!r}")
-    if isinstance(value, (int, float, np.integer, np.floating)):
-        v = float(value)
-        if not math.isfinite(v):
-            raise DataError(f"preprocessing {name} must be finite, got {value!r}")
-        return v
-    if isinstance(value, (list, tuple, np.ndarray)):
-        vals = list(np.asarray(value).ravel()) if isinstance(value, np.ndarray) else list(value)
-        if not vals:
-            raise DataError(f"preprocessing {name} is an empty list")
-        out = tuple(_as_stat(v, name) for v in vals)
-        return out[0] if len(out) == 1 else out  # type: ignore[return-value]
-    raise DataError(f"preprocessing {name} must be a number or a list of numbers, got {value!r}")
-
-
-@dataclass(frozen=True)
-class Preprocessing:
-    """How raw images become model inputs: ``((images * scale) - mean) / std`` in float32.
-
-    - ``scale``: multiplies the raw values first (``1/255`` maps uint8 to [0, 1]).
-    - ``mean``, ``std``: a scalar, or one value per channel (then ``channels`` must match).
-    - ``layout``: the layout the model expects, ``"NCHW"`` (ONNX/PyTorch) or ``"NHWC"``.
-    - ``channels``: the channel count the model expects, or ``None`` to keep the input's. Single-channel
-      images are repeated to ``channels`` (grayscale -> RGB); any other mismatch is a :class:`DataError`.
-
-    Construct from a manifest with :meth:`from_dict`; :meth:`to_dict` gives JSON-ready values.
-    """
-
-    scale: float = 1.0
-    mean: float | tuple[float, ...] = 0.0
-    std: float | tuple[float, ...] = 1.0
-    layout: Literal["NCHW", "NHWC"] = "NCHW"
-    channels: int | None = None
-
-    def __post_init__(self) -> None:
-        scale = _as_stat(self.scale, "scale")
-        if isinstance(scale, tuple) or scale == 0.0:
-            raise DataError(f"preprocessing scale must be a non-zero number, got {self.scale!r}")
-        mean = _as_stat(self.mean, "mean")
-        std = _as_stat(self.std, "std")
-        if any(s <= 0 for s in (std if isinstance(std, tuple) else (std,))):
-            raise DataError(f"preprocessing std must be > 0, got {self.std!r}")
-        if self.layout not in ("NCHW", "NHWC"):
-            raise DataError(f"preprocessing layout must be 'NCHW' or 'NHWC', got {self.layout!r}")
-        ch = self.channels
-        if ch is not None and (isinstance(ch, bool) or not isinstance(ch, (int, np.integer)) or ch < 1):
-            raise DataError(f"preprocessing channels must be a positive integer or None, got {ch!r}")
-        for name, stat in (("mean", mean), ("std", std)):
-            if isinstance(stat, tuple) and ch is not None and len(stat) != ch:
-                raise DataError(f"preprocessing {name} has {len(stat)} values but channels = {ch}")
-        if isinstance(mean, tuple) and isinstance(std, tuple) and len(mean) != len(std):
-            raise DataError(f"preprocessing mean has {len(mean)} values but std has {len(std)}")
-        object.__setattr__(self, "scale", scale)
-        object.__setattr__(self, "mean", mean)
-        object.__setattr__(self, "std", std)
-        object.__setattr__(self, "channels", None if ch is None else int(ch))
-
-    # -- (de)serialization ---------------------------------------------------------------------
-    _KEYS = ("scale", "mean", "std", "layout", "channels")
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any], *, source: str = "preprocessing") -> "Preprocessing":
-        """Build from a manifest dict (unknown keys are an error, missing keys take the defaults)."""
-        if not isinstance(d, dict):
-            raise DataError(f"{source}: expected a mapping, got {type(d).__name__}")
-        unknown = sorted(set(d) - set(cls._KEYS))
-        if unknown:
-            raise DataError(f"{source}: unknown preprocessing key(s) {unknown}; allowed: {list(cls._KEYS)}")
-        try:
-            return cls(**d)
-        except DataError as e:
-            raise DataError(f"{source}: {e}") from None
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict; per-channel stats become lists. ``from_dict(to_dict())`` round-trips."""
-
-        def j(v):
-            return list(v) if isinstance(v, tuple) else v
-
-        return {"scale": self.scale, "mean": j(self.mean), "std": j(self.std), "layout": self.layout,
-                "channels": self.channels}
-
-    # -- application ---------------------------------------------------------------------------
-    def apply(self, images: np.ndarray, *, input_layout: Literal["NHWC", "NCHW"] = "NHWC",
-              name: str = "images") -> np.ndarray:
-        """Turn raw images into model input: float32, C-contiguous, in ``self.layout``.
-
-        ``images``: integer (e.g. uint8) or finite float array of rank 3 ``(N, H, W)`` (one channel)
-        or rank 4 in ``input_layout`` (``"NHWC"``, the storage order of most image files, or
-        ``"NCHW"``). ``name`` only labels error messages.
-        """
-        a = np.asarray(images)
-        if input_layout not in ("NHWC", "NCHW"):
-            raise DataError(f"{name}: input_layout must be 'NHWC' or 'NCHW', got {input_layout!r}")
-        if a.dtype.kind not in "uif":
-            raise DataError(f"{name}: images must be an integer or float array, got dtype {a.dtype}")
-        if a.ndim not in (3, 4):
-            raise DataError(f"{name}: images must have rank 3 (N, H, W) or 4 (N, H, W, C / N, C, H, W), "
-                            f"got shape {a.shape}")
-        if a.size == 0:
-            raise DataError(f"{name}: images array is empty, shape {a.shape}")
-        if a.dtype.kind == "f" and not np.isfinite(a).all():
-            bad = int(a.size - np.count_nonzero(np.isfinite(a)))
-            raise DataError(f"{name}: images contain {bad} NaN/Inf value(s)")
-        x = a.astype(np.float32)
-        if x.ndim == 3:
-            x = x[:, None, :, :]
-        elif input_layout == "NHWC":
-            x = x.transpose(0, 3, 1, 2)
-        c = x.shape[1]
-        want = self.channels
-        if want is None:
-            stat_len = [len(s) for s in (self.mean, self.std) if isinstance(s, tuple)]
-            want = stat_len[0] if stat_len and c == 1 else c
-        if c != want:
-            if c != 1:
-                raise DataError(f"{name}: images have {c} channels, the model expects {want} (rank-4 images "
-                                f"are read as {input_layout}: shape {a.shape})")
-            x = np.repeat(x, want, axis=1)
-        x = x * np.float32(self.scale)
-        for stat, op in ((self.mean, np.subtract), (self.std, np.divide)):
-            s = np.asarray(stat, dtype=np.float32)
-            if s.ndim == 1:
-                if len(s) != x.shape[1]:
-                    raise DataError(f"{name}: per-channel statistics have {len(s)} values, images have "
-                                    f"{x.shape[1]} channels")
-                s = s.reshape(1, -1, 1, 1)
-            x = op(x, s, dtype=np.float32)
-        if self.layout == "NHWC":
-            x = x.transpose(0, 2, 3, 1)
-        return np.ascontiguousarray(x, dtype=np.float32)
-
-
-# ---------------------------------------------------------------------------------------------
-# model zoo
-# ---------------------------------------------------------------------------------------------
-
-_ZOO_ENV = "ANN2SNN_MODEL_ZOO"
-_MANIFEST_REQUIRED = {
-    "name": str, "description": str, "input_name": str, "input_shape": list, "preprocessing": dict,
-    "classes": list, "ann_accuracy": float, "model_file": str, "sample_file": str,
-}
-_SAMPLE_KEYS = ("calib_x", "calib_y", "test_x", "test_y")
-
-
-class ZooSample(NamedTuple):
-    """What :func:`load_zoo_sample` returns; unpacks as a 5-tuple."""
-
-    calib_x: np.ndarray
-    calib_y: np.ndarray
-    test_x: np.ndarray
-    test_y: np.ndarray
-    preprocessing: Preprocessing
-
-
-def _default_zoo_root() -> Path:
-    env = os.environ.get(_ZOO_ENV)
-    return Path(env) if env else Path(__file__).resolve().parent.parent / "model_zoo"
-
-
-def zoo_model_dir(name_or_dir: PathLike, zoo_root: PathLike | None = None) -> Path:
-    """Resolve a zoo model: a directory holding ``manifest.json``, or a model name looked up in
-    ``zoo_root`` (default: ``$ANN2SNN_MODEL_ZOO``, else ``model_zoo/`` of the source checkout)."""
-    cand = Path(name_or_dir)
-    if (cand / "manifest.json").is_file():
-        return cand
-    name = str(name_or_dir)
-    root = Path(zoo_root) if zoo_root is not None else _default_zoo_root()
-    if not name or "/" in name or "\\" in name or name in (".", ".."):
-        raise DataError(f"{cand}: no manifest.json there, and it is not a plain model name")
-    d = root / name
-    if not (d / "manifest.json").is_file():
-        known = sorted(q.parent.name for q in root.glob("*/manifest.json")) if root.is_dir() else []
-        raise DataError(f"{d / 'manifest.json'}: no such zoo model {name!r} (known in {root}: {known})")
-    return d
-
-
-def _safe_sibling(base: Path, rel: str, manifest: Path, key: str) -> Path:
-    if not rel or Path(rel).is_absolute() or "/" in rel or "\\" in rel or rel in (".", ".."):
-        raise DataError(f"{manifest}: '{key}' must be a plain file name, got {rel!r}")
-    return base / rel
-
-
-def load_zoo_manifest(name_or_dir: PathLike, zoo_root: PathLike | None = None) -> dict[str, Any]:
-    """Read and validate a zoo model's ``manifest.json``.
-
-    Returns the manifest dict plus three resolved entries: ``model_path`` (str, in the model's
-    directory), ``sample_path`` (str: the model's directory, else the zoo root -- the sample file is
-    shared by every model) and ``preprocessing_obj`` (the validated :class:`Preprocessing`).
-    """
-    d = zoo_model_dir(name_or_dir, zoo_root)
-    mpath = d / "manifest.json"
-    try:
-        m = json.loads(mpath.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise DataError(f"{mpath}: not valid JSON ({e})") from None
-    if not isinstance(m, dict):
-        raise DataError(f"{mpath}: expected a JSON object, got {type(m).__name__}")
-    problems = []
-    for key, typ in _MANIFEST_REQUIRED.items():
-        if key not in m:
-            problems.append(f"missing '{key}'")
-        elif isinstance(m[key], bool) or not isinstance(m[key], (int, float) if typ is float else typ):
-            problems.append(f"'{key}' should be {typ.__name__}, got {type(m[key]).__name__}")
-    if problems:
-        raise DataError(f"{mpath}: invalid manifest: " + "; ".join(problems))
-    if not 0.0 <= float(m["ann_accuracy"]) <= 1.0:
-        raise DataError(f"{mpath}: 'ann_accuracy' must be a fraction in [0, 1], got {m['ann_accuracy']}")
-    m["preprocessing_obj"] = Preprocessing.from_dict(m["preprocessing"], source=f"{mpath} ['preprocessing']")
-    model = _safe_sibling(d, m["model_file"], mpath, "model_file")
-    sample = _safe_sibling(d, m["sample_file"], mpath, "sample_file")
-    if not sample.is_file():
-        sample = _safe_sibling(d.parent, m["sample_file"], mpath, "sample_file")
-    m["model_path"] = str(model)
-    m["sample_path"] = str(sample)
-    return m
-
-
-def load_zoo_sample(name_or_dir: PathLike, zoo_root: PathLike | None = None, *, raw: bool = False) -> ZooSample:
-    """The bundled calibration/test sample of a zoo model, ready to feed to it.
-
-    Returns ``ZooSample(calib_x, calib_y, test_x, test_y, preprocessing)``; the ``*_x`` arrays are
-    already passed through the manifest's :class:`Preprocessing` (float32, model layout) unless
-    ``raw=True`` (then the stored uint8 images). Labels are int64.
-    """
-    m = load_zoo_manifest(name_or_dir, zoo_root)
-    pre: Preprocessing = m["preprocessing_obj"]
-    sp = Path(m["sample_path"])
-    npz = _open_npz(sp)
-    if not isinstance(npz, np.lib.npyio.NpzFile):
-        raise DataError(f"{sp}: expected an .npz archive with keys {list(_SAMPLE_KEYS)}")
-    with npz:
-        missing = [k for k in _SAMPLE_KEYS if k not in npz.files]
-        if missing:
-            raise DataError(f"{sp}: missing key(s) {missing}; found {sorted(npz.files)}")
-        arrs = {k: _npz_array(npz, k, sp) for k in _SAMPLE_KEYS}
-    out = []
-    for split in ("calib", "test"):
-        x, y = arrs[f"{split}_x"], arrs[f"{split}_y"]
-        _check_images(x, f"{sp} ['{split}_x']")
-        y = _check_labels(y, len(x), f"{sp} ['{split}_y']")
-        if not raw:
-            x = pre.apply(x, name=f"{sp} ['{split}_x']")
-        out += [x, y]
-    return ZooSample(out[0], out[1], out[2], out[3], pre)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,0 +1,49 @@
+"""Atomic file output: readers never see a partial file, and a failure leaves any old file untouched."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+__all__ = ["atomic_path", "json_default", "write_bytes_atomic", "write_json_atomic"]
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; once the block has written it, it is synced to disk and
+    renamed onto ``path`` (``os.replace``). On any exception the temporary file is removed."""
+    path = Path(path)
+    directory = path.parent if str(path.parent) else Path(".")
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    os.close(fd)
+    try:
+        yield Path(tmp_name)
+        with open(tmp_name, "rb") as fh:  # make the bytes durable before the rename publishes them
+            os.fsync(fh.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+
+
+def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> Path:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+    return Path(path)
+
+
+def json_default(o: Any):
+    """JSON for numpy scalars and arrays (and, as text, anything else)."""
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    return o.item() if hasattr(o, "item") else str(o)
+
+
+def write_json_atomic(path: str | os.PathLike[str], obj: Any) -> Path:
+    return write_bytes_atomic(path, json.dumps(obj, indent=1, default=json_default).encode())
