@@ -9,7 +9,10 @@ run give the same report.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import dataclasses
+import functools
 import hashlib
 import logging
 import os
@@ -113,6 +116,24 @@ class OnnxRuntimeModel:
         return np.concatenate(outs)
 
 
+@functools.lru_cache(maxsize=1)
+def _malloc_trim():
+    """glibc's ``malloc_trim``, or None elsewhere (musl, macOS, Windows)."""
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return None
+
+
+def release_freed_memory() -> None:
+    """Hand the heap's free pages back to the OS. Each batch frees megabytes of simulator and onnxruntime
+    buffers while the small per-batch records stay allocated between them; glibc then cannot shrink its heaps,
+    and an evaluation of 60,000 images grew by 900 MB without it (15 KB per image, nothing of it live)."""
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
 def onnxruntime_outputs(model, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
     """First output of the ONNX model by onnxruntime; honours a batch size fixed in the model."""
     return OnnxRuntimeModel(model)(x, batch_size)
@@ -209,6 +230,7 @@ def evaluate(model, data, calibration=None, timesteps=DEFAULT_TIMESTEPS, *,
             ckpt.save_records(pending)
             pending = []
         bar.update(len(x) * timesteps[-1])
+        release_freed_memory()
     bar.close()
     if ckpt is not None:
         ckpt.save_records(pending)

@@ -72,6 +72,8 @@ class ImportContext:
 
     opset: int
     declared_batch: int | None
+    # the caller's load limits: folded constants are bounded by the same per-tensor limit as the file's
+    limits: LoadLimits = field(default_factory=LoadLimits)
     node: onnx.NodeProto | None = None
     nodes: list[Node] = field(default_factory=list)
     shapes: dict[str, Shape] = field(default_factory=dict)
@@ -409,7 +411,7 @@ def _walk(model, limits: LoadLimits | None) -> ImportReport:
         raise InvalidModelError(f"{path}: the graph has no non-constant input")
     declared_batch = batches.pop() if len(batches) == 1 else None
 
-    ctx = ImportContext(opset=opset, declared_batch=declared_batch)
+    ctx = ImportContext(opset=opset, declared_batch=declared_batch, limits=limits)
     ctx.shapes.update({t.name: t.shape for t in inputs})
     ctx._used_names.update(t.name for t in inputs)
     ctx.used.update(i for n in g.node for i in n.input if i)

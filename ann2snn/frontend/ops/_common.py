@@ -42,13 +42,13 @@ def constant_scalar(ctx, v, what: str):
     return a.reshape(-1)[0]
 
 
-def check_fold_size(shape, *arrays) -> None:
-    """Refuse, before numpy allocates it, a folded constant over the per-tensor limit (a memory bomb such as
-    Mul/Concat/Gather/MatMul of small constants that broadcast or repeat to terabytes)."""
-    from ann2snn.frontend.safety import LoadLimits
-
-    limit = LoadLimits().max_tensor_bytes
-    itemsize = max((np.asarray(a).dtype.itemsize for a in arrays), default=8)
+def check_fold_size(ctx, shape, *arrays, itemsize: int | None = None) -> None:
+    """Refuse, before numpy allocates it, a folded constant over the per-tensor limit of the walk's
+    ``LoadLimits`` (a memory bomb such as Mul/Concat/Gather/MatMul/Expand/Tile of small constants that
+    broadcast or repeat to terabytes)."""
+    limit = ctx.limits.max_tensor_bytes
+    if itemsize is None:
+        itemsize = max((np.asarray(a).dtype.itemsize for a in arrays), default=8)
     nbytes = math.prod(int(d) for d in shape) * itemsize
     if nbytes > limit:
         raise InvalidModelError(f"folding constants would create a tensor of shape {tuple(shape)} ({nbytes} bytes), "

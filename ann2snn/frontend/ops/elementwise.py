@@ -1,8 +1,12 @@
-"""Add / Sub / Mul / Div.
+"""Add / Sub / Mul / Div, and the n-ary Sum.
 
 - activation (op) constant -> ``ScaleShift`` (biases, input normalization inside the graph);
 - activation + activation of one shape -> ``Add`` (residual); activation - activation -> ``ScaleShift(-1)`` + ``Add``;
 - constant (op) constant -> folded (shape arithmetic).
+
+``Sum`` (the residual add of Caffe2-exported ResNet-50 and ShuffleNet) of one input is an identity; of several
+activations of one shape one n-ary ``Add``; its constant operands are summed at import and added as one
+``ScaleShift`` shift after it.
 
 The product or quotient of two activations has no spiking equivalent and is rejected.
 """
@@ -74,7 +78,7 @@ def _two_tensors(ctx, op: str, a: Tensor, b: Tensor) -> Tensor:
 
 def _binary(ctx, op: str, a, b):
     if isinstance(a, Constant) and isinstance(b, Constant):
-        check_fold_size(np.broadcast_shapes(np.shape(a.value), np.shape(b.value)), a.value, b.value)
+        check_fold_size(ctx, np.broadcast_shapes(np.shape(a.value), np.shape(b.value)), a.value, b.value)
         return Constant(_fold(op, a.value, b.value))
     if isinstance(a, Tensor) and isinstance(b, Tensor):
         return _two_tensors(ctx, op, a, b)
@@ -121,3 +125,23 @@ def mul(ctx, node, a, b):
 @register("Div", since=7, ir="ScaleShift", note="activation / constant -> ScaleShift; constants folded")
 def div(ctx, node, a, b):
     return _binary(ctx, "Div", a, b)
+
+
+@register("Sum", since=6, ir="Add | ScaleShift | constant", note="n-ary; one input is an identity; activations of "
+          "one shape -> Add, constant operands -> ScaleShift")
+def sum_(ctx, node, *operands):
+    if not operands or any(v is None for v in operands):
+        raise ctx.unsupported("Sum needs at least one input, and none may be empty")
+    tensors = [v for v in operands if isinstance(v, Tensor)]
+    constants = [v for v in operands if isinstance(v, Constant)]
+    total = None
+    for c in constants:  # fold the constant operands into one (their batch masks cannot survive a sum)
+        total = c if total is None else _binary(ctx, "Add", total, c)
+    if not tensors:
+        return total
+    if any(tuple(t.shape) != tuple(tensors[0].shape) for t in tensors):
+        raise ctx.unsupported("Sum of activations of different shapes "
+                              f"{[tuple(t.shape) for t in tensors]} (broadcasting between activations) is not "
+                              "supported")
+    out = tensors[0] if len(tensors) == 1 else ctx.emit(Add, tensors)
+    return out if total is None else _binary(ctx, "Add", out, total)

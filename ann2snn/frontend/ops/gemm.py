@@ -33,7 +33,7 @@ def gemm(ctx, node, a, b, c=None, *, alpha=1.0, beta=1.0, transA=0, transB=0, br
     if isinstance(a, Constant) and isinstance(b, Constant) and (c is None or isinstance(c, Constant)):
         av = np.asarray(a.value, np.float32).T if transA else np.asarray(a.value, np.float32)
         bv = np.asarray(b.value, np.float32).T if transB else np.asarray(b.value, np.float32)
-        check_fold_size(av.shape[:1] + bv.shape[-1:], av)
+        check_fold_size(ctx, av.shape[:1] + bv.shape[-1:], av)
         y = alpha * (av @ bv)
         if c is not None:
             y = y + beta * np.asarray(c.value, np.float32)
@@ -69,7 +69,7 @@ def matmul(ctx, node, a, b):
     if isinstance(a, Constant) and isinstance(b, Constant):
         sa, sb = np.shape(a.value), np.shape(b.value)
         out = np.broadcast_shapes(sa[:-2], sb[:-2]) + sa[-2:-1] + (sb[-1:] if len(sb) > 1 else ())
-        check_fold_size(out, a.value, b.value)
+        check_fold_size(ctx, out, a.value, b.value)
         return Constant(np.matmul(a.value, b.value))
     if not isinstance(a, Tensor) or not isinstance(b, Constant):
         raise ctx.unsupported("only activation x constant weight converts: a product of two activations, or a "

@@ -68,7 +68,7 @@ def gather(ctx, node, data, indices, *, axis=0):
     n = value.shape[a]
     if np.any((idx < -n) | (idx >= n)):
         raise ctx.unsupported(f"indices {idx.tolist()} are out of range for axis size {n}")
-    check_fold_size(value.shape[:a] + idx.shape + value.shape[a + 1:], value)
+    check_fold_size(ctx, value.shape[:a] + idx.shape + value.shape[a + 1:], value)
     return with_mask(np.take(value, idx, axis=a), np.take(mask_like(data), idx, axis=a))
 
 
@@ -295,7 +295,7 @@ def concat(ctx, node, *xs, axis=None):
     if all(isinstance(x, Constant) for x in xs):
         vals = [np.asarray(x.value) for x in xs]
         a = normalize_axis(ctx, axis, vals[0].ndim)
-        check_fold_size(vals[0].shape[:a] + (sum(v.shape[a] for v in vals),) + vals[0].shape[a + 1:], *vals)
+        check_fold_size(ctx, vals[0].shape[:a] + (sum(v.shape[a] for v in vals),) + vals[0].shape[a + 1:], *vals)
         return with_mask(np.concatenate(vals, axis=a), np.concatenate([mask_like(x) for x in xs], axis=a))
     if not all(isinstance(x, Tensor) for x in xs):
         raise ctx.unsupported("concatenating constants with activations is not supported")
