@@ -205,3 +205,17 @@ def randomize_weights(model: onnx.ModelProto, seed: int = 0) -> onnx.ModelProto:
     del g.input[:]
     g.input.extend(listed)
     return model
+
+
+def without_final_softmax(model: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy of ``model`` that ends at the input of its last Softmax (the logits), or ``model`` itself when it
+    has none: the softmax of a deep random network saturates, its logits stay informative."""
+    softmaxes = [n for n in model.graph.node if n.op_type == "Softmax"]
+    if not softmaxes:
+        return model
+    model = onnx.ModelProto.FromString(model.SerializeToString())
+    softmax = [n for n in model.graph.node if n.op_type == "Softmax"][-1]
+    model.graph.node.remove(softmax)
+    del model.graph.output[:]
+    model.graph.output.append(helper.make_tensor_value_info(softmax.input[0], TensorProto.FLOAT, None))
+    return model

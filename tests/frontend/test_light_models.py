@@ -10,7 +10,7 @@ import pytest
 
 from ann2snn.errors import UnsupportedModelError
 from ann2snn.frontend import inspect_onnx, load_onnx
-from ann2snn.frontend.testing import light_model_dir, randomize_weights, run_onnxruntime
+from ann2snn.frontend.testing import light_model_dir, randomize_weights, run_onnxruntime, without_final_softmax
 
 LIGHT = light_model_dir()
 pytestmark = pytest.mark.skipif(LIGHT is None, reason="this onnx wheel ships no backend/test/data/light models")
@@ -22,19 +22,6 @@ X = np.random.default_rng(16).standard_normal((2, 3, 224, 224)).astype(np.float3
 
 def light(name: str) -> onnx.ModelProto:
     return onnx.load(str(LIGHT / f"light_{name}.onnx"))
-
-
-def logits_model(model: onnx.ModelProto) -> onnx.ModelProto:
-    """The model cut before its final Softmax: random deep nets saturate the softmax, the logits do not."""
-    model = onnx.ModelProto.FromString(model.SerializeToString())
-    softmaxes = [n for n in model.graph.node if n.op_type == "Softmax"]
-    if not softmaxes:  # DenseNet-121 ends at its pooled logits
-        return model
-    softmax = softmaxes[-1]
-    model.graph.node.remove(softmax)
-    del model.graph.output[:]
-    model.graph.output.append(onnx.helper.make_tensor_value_info(softmax.input[0], onnx.TensorProto.FLOAT, None))
-    return model
 
 
 def assert_close_to_onnxruntime(model: onnx.ModelProto, x: np.ndarray) -> float:
@@ -80,7 +67,7 @@ def test_shipped_model_matches_onnxruntime(name):
 def test_random_weight_variant_matches_onnxruntime(name):
     model = randomize_weights(light(name), seed=0)
     assert not any(n.op_type == "ConstantOfShape" for n in model.graph.node)
-    cut = logits_model(model)
+    cut = without_final_softmax(model)
     ref = run_onnxruntime(cut, X, fixed_batch=1)
     assert np.std(ref) > 0 and not np.allclose(ref[0], ref[1])  # the weights make the outputs differ
     assert_close_to_onnxruntime(cut, X)
