@@ -23,8 +23,12 @@ class ConversionConfig:
     bias_correction: make each spiking layer's mean rate per channel match the ANN's mean activation on
         calibration data (Li et al. 2021, light calibration), split into a bias shift for the steady-state
         error and an initial-potential charge for the start-up deficit, so the correction does not grow
-        with T (see ``ann2snn.convert.pipeline.bias_correct``); ``True``, ``False`` or ``"auto"``.
+        with T (see ``ann2snn.convert.bias_correction``); ``True``, ``False`` or ``"auto"``.
     calibration_timesteps: T used by mmse, bias correction and ``auto`` choices.
+    bias_correction_samples: calibration samples bias correction simulates (at most).
+    bias_correction_memory_mb: memory for the spike recordings bias correction keeps (1 bit per neuron
+        and step over 4 x ``calibration_timesteps``); a network too large for all the samples in it uses
+        fewer (logged).
     maxpool: ``pre_neuron`` (max over the cumulative input current before the IF: exact in the limit,
         4x fewer neurons), ``cumulative`` (exact max of cumulative spike counts, graded output) or
         ``spike`` (max over spikes per step, what SpikingJelly does; loses accuracy; for comparison).
@@ -49,6 +53,7 @@ class ConversionConfig:
     seed: int = 0
     calibration_batch_size: int = 128
     bias_correction_samples: int = 256
+    bias_correction_memory_mb: int = 1024
     auto: bool = False
 
     def __post_init__(self):
@@ -78,7 +83,7 @@ class ConversionConfig:
             problems.append(f"calibration_timesteps={self.calibration_timesteps!r} must be a positive int")
         if not isinstance(self.holdout_fraction, numbers.Real) or not 0 < self.holdout_fraction < 1:
             problems.append(f"holdout_fraction={self.holdout_fraction!r} must be in (0, 1)")
-        for name in ("calibration_batch_size", "bias_correction_samples"):
+        for name in ("calibration_batch_size", "bias_correction_samples", "bias_correction_memory_mb"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1:
                 problems.append(f"{name}={v!r} must be a positive int")

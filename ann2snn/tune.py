@@ -207,14 +207,15 @@ class _Search:
         return self._scales[key]
 
     def network(self, c: dict):
-        from ann2snn.convert.pipeline import bias_correct, build_network
+        from ann2snn.convert.bias_correction import bias_correct
+        from ann2snn.convert.pipeline import build_network
 
         cfg = self.config_of(c)
         plan = self.plan(c["maxpool"])
         net = build_network(plan, self.scales(c["maxpool"], c["norm"], c["granularity"]), cfg, c["v_init"],
                             self.input_unit)
         if c["bias_correction"]:
-            net = bias_correct(net, self.fit[: cfg.bias_correction_samples], self.t)
+            net = bias_correct(net, self.fit[: cfg.bias_correction_samples], self.t, cfg.bias_correction_memory_mb)
         return net
 
     def config_of(self, c: dict) -> ConversionConfig:

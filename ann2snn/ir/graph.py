@@ -52,15 +52,20 @@ class Graph:
         outs = tuple(outputs) if outputs is not None else self.outputs
         return dataclasses.replace(self, nodes=topological_sort(self.inputs, list(nodes)), outputs=outs)
 
-    def prefix(self, tensor: str) -> "Graph":
-        """The part of the graph that ``tensor`` depends on, with ``tensor`` as its only output."""
+    def prefix(self, tensor: str, stop=None) -> "Graph":
+        """The part of the graph that ``tensor`` depends on, with ``tensor`` as its only output.
+
+        ``stop``: a predicate on nodes; a node it holds for is kept but what it depends on is not (its
+        inputs are then missing from the result: whoever runs it supplies that node's values).
+        """
         needed, stack = set(), [tensor]
         while stack:
             t = stack.pop()
             if t in needed or t not in self.node_by_name:
                 continue
             needed.add(t)
-            stack.extend(self.node(t).inputs)
+            if stop is None or not stop(self.node(t)):
+                stack.extend(self.node(t).inputs)
         return dataclasses.replace(self, nodes=tuple(n for n in self.nodes if n.name in needed), outputs=(tensor,))
 
     # ------------------------------------------------------------------ queries

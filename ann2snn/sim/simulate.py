@@ -220,8 +220,11 @@ class _BatchRun:
     """State of one batch across time chunks."""
 
     def __init__(self, net, x: torch.Tensor, generator: torch.Generator | None, *, keep=(),
-                 kernels: _Kernels):
+                 kernels: _Kernels, replay=None):
         self.net = net
+        # IF layers whose spikes are read back (a callable per layer returning its next chunk) instead of
+        # being simulated: their inputs need not be in the graph (see ``run_batch``)
+        self.replay = dict(replay or {})
         self.graph = net.graph
         self.x = x
         self.generator = generator
@@ -263,7 +266,9 @@ class _BatchRun:
         for n in self.graph.nodes:
             if n.name in self.static:
                 continue
-            if isinstance(n, IF):
+            if n.name in self.replay:
+                vals[n.name] = self.replay[n.name](tc)
+            elif isinstance(n, IF):
                 vals[n.name] = self._if(n, tc, B, vals)
             elif isinstance(n, CUMULATIVE_POOLS):
                 vals[n.name] = self._cumulative_pool(n, vals[n.inputs[0]].float())
@@ -344,6 +349,33 @@ def _partial_sums(x: torch.Tensor, start: torch.Tensor, ks: list[int]) -> dict[i
     return out
 
 
+def _input_generator(net, batch_index: int) -> torch.Generator | None:
+    """The Poisson encoder's generator of one batch: the same spikes whichever run asks for them."""
+    if net.config.input_encoding != "poisson":
+        return None
+    return torch.Generator().manual_seed(net.config.seed * 1_000_003 + batch_index)
+
+
+def run_batch(net, x: torch.Tensor, batch_index: int, steps: int, *, time_chunk: int = 4, keep=(),
+              replay=None):
+    """Simulate one batch for ``steps`` steps in float32 (what is derived from it, such as bias correction,
+    must not depend on the hardware's bfloat16); yields {kept tensor: (tc, B, ...)} per chunk.
+
+    ``net.graph`` may be a part of a network: ``replay`` maps IF layers to callables ``f(tc)`` giving
+    their next ``tc`` steps of spikes (recorded from an earlier run), so that only the nodes between
+    them and ``keep`` are simulated. ``batch_index`` seeds the Poisson encoder as ``simulate`` does.
+    """
+    run = _BatchRun(net, x, _input_generator(net, batch_index), keep=keep, kernels=_Kernels(torch.float32, x.device),
+                    replay=replay)
+    done = 0
+    while done < steps:
+        tc = min(time_chunk, steps - done)
+        with torch.inference_mode():  # per chunk: a mode held across a yield would leak into the caller
+            vals = run.chunk(tc)
+        yield vals
+        done += tc
+
+
 def simulate(net, x: np.ndarray, timesteps, *, batch_size: int = 100, time_chunk: int = 4,
              device: str = "cpu", layer_stats: bool = False, probe=(), progress: bool = False,
              synaptic_dtype: str | None = None) -> SimulationResult:
@@ -385,14 +417,11 @@ def simulate(net, x: np.ndarray, timesteps, *, batch_size: int = 100, time_chunk
     probe_sum = {name: {t: 0.0 for t in ts} for name in probe}
     probe_count = 0
     tracked = sorted(set(acc) | set(probe))
-    gen = None
     bar = tqdm(total=n_samples * t_max, disable=not progress, unit="img-step", desc="simulate", leave=False)
     with torch.inference_mode():
         for b_idx, start in enumerate(range(0, n_samples, batch_size)):
             xb = torch.from_numpy(xs[start:start + batch_size]).to(device)
-            if net.config.input_encoding == "poisson":
-                gen = torch.Generator().manual_seed(net.config.seed * 1_000_003 + b_idx)
-            run = _BatchRun(net, xb, gen, keep=set(tracked) | {out_name}, kernels=kernels)
+            run = _BatchRun(net, xb, _input_generator(net, b_idx), keep=set(tracked) | {out_name}, kernels=kernels)
             ann_acts = None
             if layer_stats:
                 from ann2snn.ir.reference import run_tensors
@@ -425,7 +454,7 @@ def simulate(net, x: np.ndarray, timesteps, *, batch_size: int = 100, time_chunk
                         for name, a in acc.items():
                             _record(a, graph.node(name), t, net_cum[name][k], act_cum[name][k], ann_acts[name])
                         for name in probe:
-                            probe_sum[name][t] = probe_sum[name][t] + _channel_sum(net_cum[name][k] / t)
+                            probe_sum[name][t] = probe_sum[name][t] + channel_sum(net_cum[name][k] / t)
                 readout = cum[-1]
                 net_counts = {name: c[-1] for name, c in net_cum.items()}
                 act_counts = {name: c[-1] for name, c in act_cum.items()}
@@ -460,7 +489,7 @@ def _record(a: _LayerAccumulator, node: IF, t: int, net_count: torch.Tensor, act
     a.moments.setdefault(t, _Moments()).add(net_count / t * scale, ann_act)
 
 
-def _channel_sum(values: torch.Tensor) -> np.ndarray:
+def channel_sum(values: torch.Tensor) -> np.ndarray:
     """Sum over batch and spatial positions, per channel (axis 1 of a batched tensor); in numpy, whose sums
     do not depend on the thread count (bias correction must not depend on how many threads a rank has)."""
     a = values.double().cpu().numpy()
