@@ -32,12 +32,14 @@ SHARED = Path(os.environ.get("ANN2SNN_SHARED", Path(__file__).resolve().parents[
 SAMPLES = SHARED / "testdata" / "foolbox_samples"
 
 
-def _images(pattern: str) -> tuple[np.ndarray, np.ndarray]:
-    """uint8 HWC images and the labels in their names (``<set>_<index>_<label>.<ext>``)."""
+def _images(pattern: str, fit=None) -> tuple[np.ndarray, np.ndarray]:
+    """uint8 HWC images (each passed through ``fit`` first, e.g. a resize) and the labels in their names
+    (``<set>_<index>_<label>.<ext>``)."""
     from PIL import Image
 
     paths = sorted(SAMPLES.glob(pattern))
-    return (np.stack([np.asarray(Image.open(p).convert("RGB")) for p in paths]),
+    images = [Image.open(p).convert("RGB") for p in paths]
+    return (np.stack([fit(i) if fit else np.asarray(i) for i in images]),
             np.array([int(p.stem.split("_")[-1]) for p in paths]))
 
 
@@ -70,8 +72,8 @@ def imagenet_sets(n_calib: int):
     from ann2snn.data.preprocessing import preset
 
     pre = preset("caffe")
-    raw, labels = _images("imagenet_*.jpg")
-    resized = np.stack([replace(pre, crop=None).fit_image(img) for img in raw])  # shorter side 256
+    # shorter side 256, then a square 256 centre crop (the samples' aspect ratios differ)
+    resized, labels = _images("imagenet_*.jpg", fit=replace(pre, crop=(256, 256)).fit_image)
     values = replace(pre, resize=None, crop=None)  # the crops are taken here
     calib = values.apply(_augmented(resized[:10], n_calib, 224, 0, seed=0))
     test = values.apply(_augmented(resized[10:], 40, 224, 0, seed=1))
