@@ -6,7 +6,7 @@ prefix up to it; tests/convert/test_bias_correction.py::_prefix_reference), same
     python benchmarks/bias_correction_scaling.py --default-convert 256   # + ResNet-20's default conversion
 
 Models: the trained CIFAR-10 ResNet-20 (shared/external_models, 19 IF layers, 32x32; calibration = the
-20 CIFAR-100 sample images and their mirror images, CIFAR mean/std) and the onnx wheel's light ResNet-50
+CIFAR-100 sample images as benchmarks/deep_models.py builds them, CIFAR mean/std) and the onnx wheel's light ResNet-50
 (49 IF layers, 224x224) with seeded random weights (random calibration images). Both corrections run on
 the same plain network (v_init 0.5, no correction); the largest difference of their corrected biases is
 printed beside the timings.
@@ -27,32 +27,14 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "convert"))
 from common import machine, write_json  # noqa: E402
-
-CIFAR_MEAN, CIFAR_STD = np.array([0.4914, 0.4822, 0.4465]), np.array([0.2023, 0.1994, 0.2010])
-
-
-def cifar100_calibration(n: int = 40) -> np.ndarray:
-    """The 20 CIFAR-100 sample images, their mirror images, then seeded 32x32 crops of both padded by 4."""
-    from PIL import Image
-
-    folder = Path(os.environ.get("ANN2SNN_SHARED", Path(__file__).resolve().parents[2] / "shared"))
-    folder = folder / "external_models" / "testdata" / "foolbox_samples"
-    imgs = [np.asarray(Image.open(p).convert("RGB"), np.float32) / 255 for p in sorted(folder.glob("cifar100_*.png"))]
-    base = np.stack(imgs + [i[:, ::-1] for i in imgs])
-    rng = np.random.default_rng(0)
-    padded = np.pad(base, ((0, 0), (4, 4), (4, 4), (0, 0)), mode="reflect")
-    crops = [padded[k % len(base), i:i + 32, j:j + 32]
-             for k, (i, j) in enumerate(rng.integers(0, 9, (max(0, n - len(base)), 2)))]
-    x = np.concatenate([base, np.stack(crops)])[:n] if crops else base[:n]
-    return ((x - CIFAR_MEAN) / CIFAR_STD).transpose(0, 3, 1, 2).astype(np.float32)
-
+from deep_models import CIFAR10, cifar_sets  # noqa: E402
 
 def models():
     from ann2snn.frontend.testing import light_model_dir, randomize_weights, without_final_softmax
 
     shared = Path(os.environ.get("ANN2SNN_SHARED", Path(__file__).resolve().parents[2] / "shared"))
     yield "cifar10_resnet20_bn_pytorch16", str(shared / "external_models" / "cifar10_resnet20_bn_pytorch16.onnx"), \
-        cifar100_calibration(40)
+        cifar_sets(CIFAR10, 40)[0]
     light = onnx.load(str(light_model_dir() / "light_resnet50.onnx"))
     x = np.random.default_rng(0).normal(0, 1, (16, 3, 224, 224)).astype(np.float32)
     yield "light_resnet50 (random weights)", without_final_softmax(randomize_weights(light, seed=0)), x
@@ -109,7 +91,7 @@ def main():
               f"load {row['load_avg']:.2f}", flush=True)
     if a.default_convert:
         _, model, _ = next(models())
-        calib = cifar100_calibration(a.default_convert)
+        calib = cifar_sets(CIFAR10, a.default_convert)[0]
         t0 = time.perf_counter()
         net = convert(model, calib, ConversionConfig())
         row = {"model": "cifar10_resnet20_bn_pytorch16 default conversion", "calibration": len(calib),

@@ -51,7 +51,10 @@ def bias_correct(net: SpikingNetwork, x: np.ndarray, timesteps: int, memory_mb: 
     t1, t2 = int(timesteps), BIAS_CORRECTION_HORIZON * int(timesteps)
     graph = net.graph
     layers = net.spiking_layers
-    readers = _readers(graph, layers)
+    # which IF layers' spikes each layer is simulated from (the same for the corrected graphs: only
+    # biases and initial potentials change)
+    feeders = {name: _replayed(graph, name) for name in layers}
+    readers = {name: [r for r in layers if name in feeders[r]] for name in layers}
     per_sample = _peak_recording_bytes(graph, layers, readers, t2)
     n = min(len(x), max(1, int(memory_mb * 2**20 // max(per_sample, 1))))
     if n < len(x):
@@ -66,7 +69,7 @@ def bias_correct(net: SpikingNetwork, x: np.ndarray, timesteps: int, memory_mb: 
     for name in layers:
         src = _bias_source(graph, graph.node(name).inputs[0])
         if src is not None and ann_means[name].size == src.weight.shape[0]:
-            counts = _run_layer(net, graph, name, batches, recordings, t2, count_at=(t1, t2))
+            counts = _run_layer(net, graph, name, feeders[name], batches, recordings, t2, count_at=(t1, t2))
             positions = n * (int(np.prod(shapes[name][1:])) if len(shapes[name]) > 1 else 1)
             phi1, phi2 = counts[t1] / (positions * t1), counts[t2] / (positions * t2)  # rates: lambda is 1
             rate = (t2 * phi2 - t1 * phi1) / (t2 - t1)
@@ -81,8 +84,8 @@ def bias_correct(net: SpikingNetwork, x: np.ndarray, timesteps: int, memory_mb: 
         else:
             log.debug("bias correction: no biased linear op with one output per channel feeds %s; skipped", name)
         if readers[name]:
-            recordings[name] = _run_layer(net, graph, name, batches, recordings, t2, record=True)
-        for upstream in _replayed(graph, name):
+            recordings[name] = _run_layer(net, graph, name, feeders[name], batches, recordings, t2, record=True)
+        for upstream in feeders[name]:
             left[upstream] -= 1
             if left[upstream] == 0:
                 del recordings[upstream]
@@ -101,14 +104,14 @@ def _ann_channel_means(net: SpikingNetwork, batches) -> dict[str, np.ndarray]:
     return {name: s / n for name, s in sums.items()}
 
 
-def _run_layer(net, graph: Graph, name: str, batches, recordings, steps: int, *, count_at=(), record=False):
+def _run_layer(net, graph: Graph, name: str, replayed, batches, recordings, steps: int, *, count_at=(),
+               record=False):
     """Simulate IF layer ``name`` from the recordings of the IF layers feeding it, over all batches.
 
     Returns its per-channel spike counts summed over samples and positions at each step in ``count_at``
     ({T: float64 array}), or, with ``record``, its spikes packed per batch and chunk.
     """
     part = replace(net, graph=_segment(graph, name))
-    replayed = _replayed(graph, name)
     counts = {t: 0.0 for t in count_at}
     packed = []
     for b, xb in enumerate(batches):
@@ -137,15 +140,6 @@ def _segment(graph: Graph, name: str) -> Graph:
 
 def _replayed(graph: Graph, name: str) -> list[str]:
     return [m.name for m in _segment(graph, name).nodes if isinstance(m, IF) and m.name != name]
-
-
-def _readers(graph: Graph, layers) -> dict[str, list[str]]:
-    """IF layer -> the IF layers simulated from its recorded spikes."""
-    readers = {name: [] for name in layers}
-    for name in layers:
-        for upstream in _replayed(graph, name):
-            readers[upstream].append(name)
-    return readers
 
 
 def _peak_recording_bytes(graph: Graph, layers, readers, steps: int) -> int:
