@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import numbers
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-_NORM_FORMS = "max, percentile:P (0<P<=100), mmse"
+from ann2snn.calibration.thresholds import parse_method
+from ann2snn.errors import CalibrationConfigError
 
 
 @dataclass(frozen=True)
@@ -58,17 +59,10 @@ class ConversionConfig:
 
     def __post_init__(self):
         problems = []
-        if not isinstance(self.norm, str):
-            problems.append(f"norm={self.norm!r} (allowed: {_NORM_FORMS})")
-        elif not (self.norm in ("max", "mmse") or self.norm.startswith("percentile:")):
-            problems.append(f"norm={self.norm!r} (allowed: {_NORM_FORMS})")
-        elif self.norm.startswith("percentile:"):
-            try:
-                p = float(self.norm.split(":", 1)[1])
-                if not 0 < p <= 100:
-                    raise ValueError
-            except ValueError:
-                problems.append(f"norm={self.norm!r}: P must be a number in (0, 100]")
+        try:
+            parse_method(self.norm)  # the one parser of threshold method strings
+        except CalibrationConfigError as e:
+            problems.append(f"norm={self.norm!r}: {e}")
         if self.granularity not in ("channel", "layer"):
             problems.append(f"granularity={self.granularity!r} (allowed: channel, layer)")
         if self.v_init != "auto" and not (isinstance(self.v_init, (int, float)) and 0 <= self.v_init < 1):

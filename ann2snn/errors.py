@@ -65,6 +65,15 @@ class DistributedRunError(Ann2SnnError):
     exit_code = 8
 
 
+class CalibrationConfigError(Ann2SnnError, ValueError):
+    """An invalid calibration option (threshold method string, granularity, timesteps...): a usage error.
+
+    Also a ValueError, as for any bad argument value to a library function.
+    """
+
+    exit_code = 2
+
+
 class CheckpointMismatchError(DataError):
     """A checkpoint folder belongs to another run (other arguments, model or data): it is never mixed in."""
 
@@ -76,4 +85,5 @@ EXIT_CODES = {
     "DataError": DataError.exit_code,
     "BackendConstraintError": BackendConstraintError.exit_code,
     "DistributedRunError": DistributedRunError.exit_code,
+    "CalibrationConfigError": CalibrationConfigError.exit_code,
 }

@@ -47,8 +47,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ann2snn import distributed
-from ann2snn.calibration.thresholds import CalibrationConfigError
-from ann2snn.errors import DataError
+from ann2snn.errors import CalibrationConfigError, DataError
 from ann2snn.ir.reference import check_input, run_tensors
 
 log = logging.getLogger(__name__)

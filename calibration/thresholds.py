@@ -34,12 +34,12 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal, Mapping
+from typing import Literal, Mapping
 
 import numpy as np
 
-if TYPE_CHECKING:  # statistics imports this module (for CalibrationConfigError), not the other way
-    from ann2snn.calibration.statistics import ActivationStats
+from ann2snn.calibration.statistics import ActivationStats
+from ann2snn.errors import CalibrationConfigError
 
 log = logging.getLogger(__name__)
 
@@ -55,10 +55,6 @@ METHOD_FORMS = "'max', 'percentile:P' (0 < P <= 100, e.g. 'percentile:99.9') or 
 
 # elements per chunk in the mmse search: bounds the (rows, candidates, T) temporaries to ~32 MB each
 _MMSE_CHUNK_ELEMENTS = 4_000_000
-
-
-class CalibrationConfigError(ValueError):
-    """An invalid calibration option (method string, granularity, timesteps...): a usage error."""
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@
 Converters live in ``ops/``, one file per op family, registered in ``registry``.
 """
 
+from ann2snn.frontend import ops  # noqa: F401  (importing the converters registers them)
 from ann2snn.frontend.importer import ImportReport, NodeRow, inspect_onnx, load_onnx
 from ann2snn.frontend.safety import LoadLimits
 

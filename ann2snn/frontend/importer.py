@@ -29,6 +29,7 @@ import onnx
 from ann2snn.errors import InvalidModelError, UnsupportedModelError
 from ann2snn.frontend import registry
 from ann2snn.frontend.safety import LoadLimits, checked_size, load_model_proto, tensor_to_array
+from ann2snn.frontend.values import Constant, Tensor, Value
 from ann2snn.ir import Graph, TensorSpec
 from ann2snn.ir.nodes import Node, Shape
 
@@ -38,28 +39,6 @@ _FLOAT_TYPES = {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorPro
                 onnx.TensorProto.BFLOAT16}
 
 
-@dataclass(frozen=True)
-class Tensor:
-    """A value computed from the graph input at run time (an IR tensor); ``shape`` excludes the batch."""
-
-    name: str
-    shape: Shape
-
-
-@dataclass(frozen=True, eq=False)
-class Constant:
-    """A value known at import time (initializer, Constant node, folded shape arithmetic).
-
-    ``batch_mask`` (same shape as ``value``, or None) marks entries that hold the batch size: ``Shape``
-    sets it on its first entry and the shape-arithmetic converters carry it along, so a ``Reshape`` target
-    built from ``Shape(x)[0]`` is recognised as "keep the batch" even when the model's batch is dynamic.
-    """
-
-    value: np.ndarray
-    batch_mask: np.ndarray | None = None
-
-
-Value = Tensor | Constant
 
 
 class NodeUnsupported(Exception):

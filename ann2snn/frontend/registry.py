@@ -67,7 +67,6 @@ def register(op_type: str, since: int = 1, *, ir: str, note: str = "") -> Callab
 
 def lookup(op_type: str, opset: int) -> OpConverter | None:
     """The converter for ``op_type`` at ``opset``, or None if the op (at that opset) is unsupported."""
-    _load_ops()
     best = None
     for entry in _REGISTRY.get(op_type, []):
         if entry.since <= opset:
@@ -77,13 +76,11 @@ def lookup(op_type: str, opset: int) -> OpConverter | None:
 
 def converters(op_type: str) -> list[OpConverter]:
     """Every registered converter of ``op_type``, oldest first."""
-    _load_ops()
     return list(_REGISTRY.get(op_type, []))
 
 
 def supported_ops() -> list[OpConverter]:
     """One entry per op type (its newest converter), sorted by op type."""
-    _load_ops()
     return [entries[-1] for _, entries in sorted(_REGISTRY.items())]
 
 
@@ -109,11 +106,6 @@ def unsupported_reason(op_type: str, domain: str, opset: int) -> str:
 
 def is_elementwise_unconvertible(op_type: str, domain: str) -> bool:
     return domain in ("", "ai.onnx") and op_type in UNCONVERTIBLE and UNCONVERTIBLE[op_type].elementwise
-
-
-def _load_ops() -> None:
-    # importing the package runs every @register decorator once
-    import ann2snn.frontend.ops  # noqa: F401
 
 
 def _table(rows: list[tuple[str, str, bool]]) -> dict[str, Unconvertible]:

@@ -7,7 +7,7 @@ import math
 import numpy as np
 
 from ann2snn.errors import InvalidModelError
-from ann2snn.frontend.importer import Constant, Tensor
+from ann2snn.frontend.values import Constant, Tensor
 
 
 def full_rank(x: Tensor) -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ann2snn.frontend.importer import Constant, Tensor
+from ann2snn.frontend.values import Constant, Tensor
 from ann2snn.frontend.registry import register
 from ann2snn.ir import Conv2d
 

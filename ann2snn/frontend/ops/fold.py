@@ -14,7 +14,7 @@ import math
 
 import numpy as np
 
-from ann2snn.frontend.importer import Constant, Tensor
+from ann2snn.frontend.values import Constant, Tensor
 from ann2snn.frontend.ops._common import check_fold_size, constant_ints, full_rank, mask_like
 from ann2snn.frontend.registry import register
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ann2snn.frontend.importer import Constant, Tensor
+from ann2snn.frontend.values import Constant, Tensor
 from ann2snn.frontend.ops._common import check_fold_size, float32
 from ann2snn.frontend.registry import register
 from ann2snn.ir import Dense

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import onnx
 
-from ann2snn.frontend.importer import Constant, Tensor
+from ann2snn.frontend.values import Constant, Tensor
 from ann2snn.frontend.ops._common import constant_scalar
 from ann2snn.frontend.registry import register
 

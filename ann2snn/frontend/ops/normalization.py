@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ann2snn.frontend.importer import Constant
+from ann2snn.frontend.values import Constant
 from ann2snn.frontend.registry import register
 from ann2snn.ir import ScaleShift
 

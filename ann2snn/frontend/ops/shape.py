@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ann2snn.frontend.importer import Constant, Tensor
+from ann2snn.frontend.values import Constant, Tensor
 from ann2snn.frontend.ops._common import (
     check_fold_size, constant_ints, full_rank, mask_like, normalize_axis, with_mask,
 )
