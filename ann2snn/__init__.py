@@ -18,8 +18,7 @@ from ann2snn.errors import (
 from ann2snn.evaluate import EvaluationReport, evaluate
 from ann2snn.frontend import load_onnx
 from ann2snn.network import SpikingNetwork, load
-from ann2snn import tune  # a callable module: ann2snn.tune(...) runs ann2snn.tune.tune(...)
-from ann2snn.tune import TuneResult
+from ann2snn.convert.tuning import TuneResult, tune
 
 __version__ = "0.1.0"
 

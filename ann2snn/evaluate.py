@@ -169,7 +169,8 @@ def evaluate(model, data, calibration=None, timesteps=DEFAULT_TIMESTEPS, *,
     The ANN accuracy comes from onnxruntime when ``model`` is an ONNX file or proto, from the IR
     reference otherwise.
     """
-    from ann2snn.convert.pipeline import as_graph, convert
+    from ann2snn.convert.pipeline import convert
+    from ann2snn.convert.session import as_graph
 
     group = distributed.current()
     stream = _as_stream(data)

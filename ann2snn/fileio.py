@@ -39,10 +39,15 @@ def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> Path:
 
 
 def json_default(o: Any):
-    """JSON for numpy scalars and arrays (and, as text, anything else)."""
+    """The one JSON encoder of ann2snn's files: numpy scalars and arrays, and paths as text. Anything else
+    is a bug in what is being written, and raises."""
     if isinstance(o, np.ndarray):
         return o.tolist()
-    return o.item() if hasattr(o, "item") else str(o)
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, os.PathLike):
+        return os.fspath(o)
+    raise TypeError(f"{type(o).__name__} is not JSON serialisable")
 
 
 def write_json_atomic(path: str | os.PathLike[str], obj: Any) -> Path:

@@ -25,6 +25,7 @@ import numpy as np
 
 from ann2snn.config import ConversionConfig
 from ann2snn.errors import Ann2SnnError, InvalidModelError
+from ann2snn.fileio import json_default
 from ann2snn.ir import nodes as ir
 from ann2snn.ir import snn
 from ann2snn.ir.graph import Graph, TensorSpec
@@ -90,7 +91,7 @@ class SpikingNetwork:
         tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
         backup = path.with_name(f".{path.name}.old")
         try:
-            (tmp / "network.json").write_text(json.dumps(doc, indent=1, default=_json_default))
+            (tmp / "network.json").write_text(json.dumps(doc, indent=1, default=json_default))
             with open(tmp / "weights.npz", "wb") as f:
                 np.savez(f, **arrays)
             if path.exists():
@@ -169,12 +170,6 @@ def _check_runs(net: SpikingNetwork, meta: Path) -> None:
 def _put(arrays: dict, key: str, value) -> str:
     arrays[key] = np.asarray(value)
     return key
-
-
-def _json_default(o):
-    if isinstance(o, np.generic):
-        return o.item()
-    raise TypeError(f"not JSON serializable: {type(o).__name__}")
 
 
 def _graph_to_json(graph: Graph, arrays: dict, prefix: str) -> dict:

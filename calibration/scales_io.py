@@ -30,6 +30,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from ann2snn.errors import DataError
+from ann2snn.fileio import json_default
 
 log = logging.getLogger(__name__)
 
@@ -72,16 +73,6 @@ def _check_values(name: str, values, where: str) -> np.ndarray:
     return arr
 
 
-def _json_default(o):
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError(f"{type(o).__name__} is not JSON serialisable")
-
-
 def save_scales(path: str | os.PathLike, scales: Mapping[str, Any], meta: Mapping[str, Any] | None = None) -> Path:
     """Write ``scales`` ({tensor: 1-D positive array}) and ``meta`` to ``path`` atomically; return the path.
 
@@ -99,7 +90,7 @@ def save_scales(path: str | os.PathLike, scales: Mapping[str, Any], meta: Mappin
             raise DataError(f"{where}: scale '{name}' must be 1-D, got shape {a.shape}")
         checked[name] = _check_values(name, a, where)
     try:
-        meta_text = json.dumps(dict(meta or {}), indent=2, sort_keys=True, allow_nan=False, default=_json_default)
+        meta_text = json.dumps(dict(meta or {}), indent=2, sort_keys=True, allow_nan=False, default=json_default)
     except (TypeError, ValueError) as e:
         raise DataError(f"{where}: meta is not JSON-serialisable: {e}") from None
     # one line per tensor keeps the file readable and diffable; str(np.float32) is the shortest

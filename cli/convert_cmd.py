@@ -11,7 +11,8 @@ from ann2snn.cli.common import (
     add_config_arguments, add_data_arguments, add_simulation_arguments, calibration_and_data, config_from_args,
     output_dir, resolve_model, scales_from_args, show_progress, timesteps_arg, write_json,
 )
-from ann2snn.convert.pipeline import as_graph, convert
+from ann2snn.convert.pipeline import convert
+from ann2snn.convert.session import as_graph
 from ann2snn.errors import DataError
 from ann2snn.evaluate import evaluate
 from ann2snn.report.cli import add_report_arguments, write_report

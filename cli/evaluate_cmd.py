@@ -15,7 +15,8 @@ from ann2snn.cli.common import (
     calibration_and_data, config_from_args, data_stream, output_dir, preprocessing_from_args, resolve_model,
     scales_from_args, show_progress, timesteps_arg, write_json,
 )
-from ann2snn.convert.pipeline import as_graph, convert
+from ann2snn.convert.pipeline import convert
+from ann2snn.convert.session import as_graph
 from ann2snn.data import Preprocessing
 from ann2snn.errors import DataError
 from ann2snn.evaluate import evaluate

@@ -7,6 +7,8 @@ import logging
 from pathlib import Path
 
 from ann2snn.cli.common import add_data_arguments, calibration_from_args, output_dir, resolve_model
+from ann2snn.convert.session import as_graph
+from ann2snn.convert.tuning import tune
 from ann2snn.errors import DataError
 
 COMMAND = "tune"
@@ -61,9 +63,6 @@ def _base_config(args):
 
 
 def run(args) -> int:
-    from ann2snn.convert.pipeline import as_graph
-    from ann2snn.tune import tune
-
     if args.target_timesteps < 1:
         raise DataError(f"--target-timesteps must be a positive integer, got {args.target_timesteps}")
     path, manifest = resolve_model(args.model)

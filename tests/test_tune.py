@@ -11,10 +11,10 @@ import pytest
 import ann2snn
 import ann2snn.cli.common  # noqa: F401  imported before any patch: it binds the real load_zoo_sample
 import ann2snn.data
-import ann2snn.tune
+import ann2snn
 from ann2snn.data import ZooSample, load_zoo_sample
 from ann2snn.errors import DataError
-from ann2snn.tune import NORMS, TuneResult, tune
+from ann2snn.convert.tuning import NORMS, TuneResult, tune
 
 ZOO = Path(__file__).resolve().parents[1] / "model_zoo"
 NAME = "lenet_bn_maxpool"
@@ -86,7 +86,7 @@ def test_grid_order_time_limit_and_callable_module(calib):
                                     ("grid", "max", "channel", 0.5, False, "cumulative")]
     with pytest.raises(DataError, match="no candidate"):
         tune(MODEL, calib, 4, time_limit=0.0, holdout_samples=8)
-    assert callable(ann2snn.tune)  # the module is callable: ann2snn.tune(...) == ann2snn.tune.tune(...)
+    assert ann2snn.tune is tune  # the package exports the function (no module of the same name)
 
 
 def test_cli_tune_never_reads_evaluation_data(calib, tmp_path, monkeypatch, capsys):
@@ -137,7 +137,7 @@ def test_config_auto_tunes_then_converts_and_saves(calib, tmp_path):
 
 
 def test_a_non_default_choice_must_win_by_a_margin(calib):
-    from ann2snn.tune import DEFAULT_MARGIN_IMAGES
+    from ann2snn.convert.tuning import DEFAULT_MARGIN_IMAGES
 
     r = tune(MODEL, calib, 4, budget=8, holdout_samples=12)
     assert r.baseline is not None and len(r.table) == 8
@@ -146,6 +146,6 @@ def test_a_non_default_choice_must_win_by_a_margin(calib):
         assert r.config.norm == r.best["norm"] and r.config.v_init == r.best["v_init"]
     else:  # kept the defaults: the unconstrained pick did not beat them by the margin
         assert r.config == ann2snn.ConversionConfig(calibration_timesteps=4)
-        from ann2snn.tune import _pick
+        from ann2snn.convert.tuning import _pick
 
         assert _pick(r.table, 12)["agreement"] < r.baseline["agreement"] + DEFAULT_MARGIN_IMAGES / 12

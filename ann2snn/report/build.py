@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ann2snn.fileio import json_default
 from ann2snn.report import diagnose as dg
 from ann2snn.report.energy import downstream_macs, energy_estimate, first_layer_macs
 from ann2snn.report.schema import validate_report
@@ -53,7 +54,7 @@ class Report:
         else:
             self.doc["plots"] = {"available": pl.available(), "files": {}, "hint": "plots were not requested"}
         validate_report(self.doc)
-        (out / "report.json").write_text(json.dumps(self.doc, indent=1, default=_json_default))
+        (out / "report.json").write_text(json.dumps(self.doc, indent=1, default=json_default))
         (out / "report.md").write_text(self.markdown())
         written["report.json"] = out / "report.json"
         written["report.md"] = out / "report.md"
@@ -68,14 +69,6 @@ class Report:
         for k, v in files.items():
             written[k] = out / v
         return written
-
-
-def _json_default(o):
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    return str(o)
 
 
 def _clean(v):

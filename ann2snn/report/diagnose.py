@@ -24,7 +24,8 @@ import numpy as np
 
 from ann2snn.ir import nodes as ir
 from ann2snn.ir.snn import IF, CumulativeGlobalMaxPool, CumulativeMaxPool2d
-from ann2snn.report.scoring import score_network
+from ann2snn.convert.converter import build_network, plan_conversion
+from ann2snn.convert.scoring import score_network
 
 log = logging.getLogger(__name__)
 
@@ -152,18 +153,11 @@ def findings(layers: dict[str, dict], order: list[str], upstream: dict[str, list
 
 
 def _rebuild_context(snn):
-    from ann2snn.convert.converter import plan_conversion
-
-    plan = plan_conversion(snn.ann, snn.config)
-    v0 = snn.config.v_init
-    if v0 == "auto":
-        v0 = snn.info.get("v_init", 0.5)
-    return plan, float(v0)
+    # a built network's config holds the v_init it was built with (``auto`` is resolved before building)
+    return plan_conversion(snn.ann, snn.config), float(snn.config.v_init)
 
 
 def _build(plan, snn, scales, v0):
-    from ann2snn.convert.pipeline import build_network
-
     return build_network(plan, scales, snn.config, v0, snn.input_unit, info=snn.info)
 
 

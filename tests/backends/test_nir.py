@@ -13,7 +13,7 @@ import pytest
 from ann2snn.backends.nir import check_nir, export_nir, nir_summary, to_nir
 from ann2snn.config import ConversionConfig
 from ann2snn.convert.converter import plan_conversion
-from ann2snn.convert.pipeline import build_network
+from ann2snn.convert.converter import build_network
 from ann2snn.errors import BackendConstraintError
 from ann2snn.ir import (
     Add, AvgPool2d, Concat, Conv2d, Dense, Flatten, GlobalAvgPool, Graph, MaxPool2d, ReLU, Reshape, ScaleShift,

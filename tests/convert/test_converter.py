@@ -6,7 +6,7 @@ import pytest
 
 from ann2snn.config import ConversionConfig
 from ann2snn.convert.converter import plan_conversion
-from ann2snn.convert.pipeline import build_network
+from ann2snn.convert.converter import build_network
 from ann2snn.errors import UnsupportedModelError
 from ann2snn.ir import (
     Add, AvgPool2d, Concat, Conv2d, Dense, Flatten, GlobalAvgPool, GlobalMaxPool, Graph, MaxPool2d, ReLU,

@@ -23,9 +23,7 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
-import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -61,6 +59,7 @@ from ann2snn.backends.loihi.quantize import (
     quantize,
 )
 from ann2snn.errors import BackendConstraintError, DataError, InvalidModelError
+from ann2snn.fileio import write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -665,25 +664,8 @@ def write_loihi(export: LoihiExport, path: str | os.PathLike) -> LoihiExport:
         raise DataError(f"a netx file must end in .net, got {path.name}")
     path.parent.mkdir(parents=True, exist_ok=True)
     write_netx(export.network, path)
-    side = sidecar_path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{side.name}.", suffix=".tmp", dir=side.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(export.metadata(), fh, indent=1, default=_json_default)
-        os.replace(tmp, side)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    write_json_atomic(sidecar_path(path), export.metadata())
     return replace(export, path=path)
-
-
-def _json_default(o):
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    raise TypeError(f"not JSON serializable: {type(o).__name__}")
 
 
 def load_loihi(path: str | os.PathLike) -> LoihiExport:

@@ -9,7 +9,8 @@ layer) x bias correction (off, on) x v_init (0, 0.5) x max-pool mode (pre_neuron
 only when the model has a MaxPool).
 
 Data: the calibration images are split once, with a seeded permutation, into a fit part (thresholds,
-bias correction) and a held-out part (scoring), exactly as ``convert``'s ``auto`` choices split them.
+bias correction) and a held-out part (scoring): the split, thresholds and scoring of a
+``ConversionSession``, the same as for ``convert``'s ``auto`` choices.
 Nothing else is read: there is no argument for evaluation data. The score of a candidate is the
 agreement of the SNN's prediction with the ANN's on the held-out images at T=``target_timesteps``
 (labels are not needed), then the relative output error; agreements within one held-out image of the
@@ -38,16 +39,17 @@ import dataclasses
 import itertools
 import json
 import logging
-import sys
 import time
-import types
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
+from tqdm.auto import tqdm
 
 from ann2snn.config import ConversionConfig
+from ann2snn.convert.session import ConversionSession
 from ann2snn.errors import DataError
+from ann2snn.ir import nodes as ir
+from ann2snn.fileio import json_default
 
 log = logging.getLogger(__name__)
 
@@ -124,15 +126,9 @@ class TuneResult:
         out.mkdir(parents=True, exist_ok=True)
         paths = {"config": out / "config.json", "tune": out / "tune.json", "markdown": out / "tune.md"}
         paths["config"].write_text(json.dumps(self.config.to_dict(), indent=1) + "\n")
-        paths["tune"].write_text(json.dumps(self.to_dict(), indent=1, default=_json_default) + "\n")
+        paths["tune"].write_text(json.dumps(self.to_dict(), indent=1, default=json_default) + "\n")
         paths["markdown"].write_text(self.markdown())
         return paths
-
-
-def _json_default(o):
-    if isinstance(o, np.generic):
-        return o.item()
-    return str(o)
 
 
 DEFAULT_MARGIN_IMAGES = 2  # held-out images a non-default candidate must win by (see the module docstring)
@@ -147,76 +143,21 @@ def _pick(rows: list[dict], n_hold: int) -> dict:
 
 
 class _Search:
-    def __init__(self, model, calibration, target_timesteps, base: ConversionConfig, budget, time_limit,
-                 progress, n_hold_max):
-        from ann2snn.convert.converter import plan_conversion
-        from ann2snn.convert.pipeline import as_graph, calibration_array
-        from ann2snn.ir import nodes as ir
-        from ann2snn.ir.reference import run_graph
-
+    def __init__(self, session: ConversionSession, target_timesteps, budget, time_limit, progress):
         self.t = int(target_timesteps)
         if self.t < 1:
             raise DataError(f"target_timesteps must be a positive integer, got {target_timesteps!r}")
-        self.base = base.replace(calibration_timesteps=self.t)
-        self.graph = as_graph(model)
-        self.has_maxpool = any(isinstance(n, (ir.MaxPool2d, ir.GlobalMaxPool)) for n in self.graph.nodes)
-        plan0 = plan_conversion(self.graph, self.base)
-        x = calibration_array(plan0.ann, calibration)
-        order = np.random.default_rng(base.seed).permutation(len(x))
-        n_hold = int(round(len(x) * base.holdout_fraction))
-        if n_hold_max is not None:
-            n_hold = min(n_hold, int(n_hold_max))
-        if n_hold < 1 or len(x) - n_hold < 1:
-            raise DataError(f"{len(x)} calibration samples are too few to hold some out for tuning")
-        self.hold_idx = np.sort(order[:n_hold])
-        self.hold, self.fit = x[order[:n_hold]], x[order[n_hold:]]
-        self.ann_out = run_graph(plan0.ann, self.hold)
-        self.input_unit = float(np.abs(self.fit).max()) if base.input_encoding == "poisson" else 1.0
-        self.input_unit = self.input_unit if self.input_unit > 0 else 1.0
+        self.session = session
+        self.base = session.config.replace(calibration_timesteps=self.t)
+        self.has_maxpool = any(isinstance(n, (ir.MaxPool2d, ir.GlobalMaxPool)) for n in session.graph.nodes)
+        self.hold, self.fit = session.hold, session.fit
         self.budget, self.time_limit = budget, time_limit
         self.progress = progress
         self.rows: list[dict] = []
         self.done: dict[tuple, dict] = {}
-        self._plans, self._stats, self._scales = {}, {}, {}
         self.start = time.perf_counter()
         self.stopped_by: str | None = None
         self.bar = None
-
-    # ------------------------------------------------------------------ building blocks (cached)
-
-    def plan(self, maxpool):
-        from ann2snn.convert.converter import plan_conversion
-
-        if maxpool not in self._plans:
-            self._plans[maxpool] = plan_conversion(self.graph, self.base.replace(maxpool=maxpool))
-        return self._plans[maxpool]
-
-    def scales(self, maxpool, norm, gran):
-        from ann2snn.calibration import choose_thresholds, collect_activation_stats
-
-        plan = self.plan(maxpool)
-        skey = tuple(plan.spiking)
-        if skey not in self._stats:
-            self._stats[skey] = collect_activation_stats(plan.ann, list(plan.spiking), self.fit,
-                                                         batch_size=self.base.calibration_batch_size)
-        key = (skey, norm, gran)
-        if key not in self._scales:
-            # exactly what convert's compute_scales does with this config
-            self._scales[key] = choose_thresholds(self._stats[skey], method=norm, granularity=gran,
-                                                  timesteps=self.t)
-        return self._scales[key]
-
-    def network(self, c: dict):
-        from ann2snn.convert.bias_correction import bias_correct
-        from ann2snn.convert.pipeline import build_network
-
-        cfg = self.config_of(c)
-        plan = self.plan(c["maxpool"])
-        net = build_network(plan, self.scales(c["maxpool"], c["norm"], c["granularity"]), cfg, c["v_init"],
-                            self.input_unit)
-        if c["bias_correction"]:
-            net = bias_correct(net, self.fit[: cfg.bias_correction_samples], self.t, cfg.bias_correction_memory_mb)
-        return net
 
     def config_of(self, c: dict) -> ConversionConfig:
         return self.base.replace(**{f: c[f] for f in SEARCHED_FIELDS})
@@ -233,15 +174,13 @@ class _Search:
         return False
 
     def evaluate(self, c: dict, stage: str) -> dict | None:
-        from ann2snn.report.scoring import score_network
-
         key = tuple(c[f] for f in SEARCHED_FIELDS)
         if key in self.done:
             return self.done[key]
         if self.out_of_budget():
             return None
         t0 = time.perf_counter()
-        s = score_network(self.network(c), self.hold, self.ann_out, self.t)
+        s = self.session.score(self.session.build(self.config_of(c)), self.t)
         row = {"id": len(self.rows) + 1, "stage": stage, **{f: c[f] for f in SEARCHED_FIELDS}, **s,
                "seconds": time.perf_counter() - t0}
         self.rows.append(row)
@@ -258,8 +197,6 @@ class _Search:
         return _pick(rows if rows is not None else self.rows, len(self.hold))
 
     def run(self, strategy: str) -> None:
-        from tqdm.auto import tqdm
-
         modes = MAXPOOL_MODES if self.has_maxpool else (self.base.maxpool,)
         grid = [dict(zip(SEARCHED_FIELDS, v)) for v in
                 itertools.product(NORMS, GRANULARITIES, V_INITS, BIAS_CORRECTIONS, modes)]
@@ -330,14 +267,16 @@ class _Search:
             self.evaluate(c, "grid")
 
 
-def tune(model, calibration, target_timesteps: int = 32, budget: int | None = None, *,
+def tune(model, calibration=None, target_timesteps: int = 32, budget: int | None = None, *,
          time_limit: float | None = None, base_config: ConversionConfig | None = None,
          strategy: str = "staged", holdout_samples: int | None = None, progress: bool = False) -> TuneResult:
     """Search conversion settings for T=``target_timesteps``; see the module docstring.
 
-    model: ONNX path, onnx.ModelProto or IR Graph. calibration: (N, *input shape) float images (the only
-        data read; a seeded part is held out for scoring). budget: the most candidates to score (None:
-        the staged search, 20 candidates or fewer). time_limit: seconds after which no candidate starts.
+    model: ONNX path, onnx.ModelProto or IR Graph, or a ``ConversionSession`` with held-out images (then
+        ``calibration``, ``base_config`` and ``holdout_samples`` are the session's). calibration: (N, *input
+        shape) float images (the only data read; a seeded part is held out for scoring). budget: the most
+        candidates to score (None: the staged search, 20 candidates or fewer). time_limit: seconds after
+        which no candidate starts.
     base_config: the fields not searched (seed, signed, input encoding, holdout_fraction, ...).
     strategy: ``staged`` (default) or ``grid`` (every combination, in a fixed order, up to the budget).
     holdout_samples: cap on the held-out images (fewer is faster and noisier).
@@ -347,10 +286,21 @@ def tune(model, calibration, target_timesteps: int = 32, budget: int | None = No
         raise ValueError(f"strategy must be 'staged' or 'grid', got {strategy!r}")
     if budget is not None and (isinstance(budget, bool) or int(budget) < 1):
         raise ValueError(f"budget must be a positive number of candidates, got {budget!r}")
-    base = (base_config or ConversionConfig()).replace(auto=False)  # the chosen config must not re-tune
     t0 = time.perf_counter()
-    s = _Search(model, calibration, target_timesteps, base, None if budget is None else int(budget), time_limit,
-                progress, holdout_samples)
+    if isinstance(model, ConversionSession):
+        if calibration is not None or base_config is not None or holdout_samples is not None:
+            raise ValueError("a ConversionSession brings its own calibration, config and held-out images")
+        session = model
+    else:
+        base = (base_config or ConversionConfig()).replace(auto=False)  # the chosen config must not re-tune
+        try:
+            session = ConversionSession(model, calibration, base, holdout=True, holdout_samples=holdout_samples)
+        except DataError as e:
+            raise DataError(f"{e} (tuning)") from None
+    if session.config.auto:
+        raise ValueError("tune() searches from a config with auto=False")
+    base = session.config
+    s = _Search(session, target_timesteps, None if budget is None else int(budget), time_limit, progress)
     s.run(strategy)
     if not s.rows:
         raise DataError("tuning scored no candidate (time limit too short?)")
@@ -368,14 +318,5 @@ def tune(model, calibration, target_timesteps: int = 32, budget: int | None = No
                       table=s.rows, target_timesteps=s.t, holdout_samples=len(s.hold), fit_samples=len(s.fit),
                       seed=base.seed, budget=None if budget is None else int(budget), time_limit=time_limit,
                       stopped_by=s.stopped_by, seconds=time.perf_counter() - t0,
-                      holdout_indices=[int(i) for i in s.hold_idx], model=str(getattr(model, "name", model)))
-
-
-class _CallableModule(types.ModuleType):
-    """``ann2snn.tune(...)`` works whether ``ann2snn.tune`` resolves to this module or to the function."""
-
-    def __call__(self, *args, **kwargs):
-        return tune(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
+                      holdout_indices=[int(i) for i in session.hold_indices],
+                      model=str(getattr(session.graph, "name", model)))
