@@ -10,6 +10,12 @@ from ann2snn.calibration.thresholds import parse_method
 from ann2snn.errors import CalibrationConfigError
 
 
+# the allowed values of the enumerated fields (the CLI's choices are these)
+GRANULARITIES = ("channel", "layer")
+MAXPOOL_MODES = ("pre_neuron", "cumulative", "spike")
+INPUT_ENCODINGS = ("analog", "poisson")
+
+
 @dataclass(frozen=True)
 class ConversionConfig:
     """How an ANN becomes an SNN.
@@ -63,16 +69,16 @@ class ConversionConfig:
             parse_method(self.norm)  # the one parser of threshold method strings
         except CalibrationConfigError as e:
             problems.append(f"norm={self.norm!r}: {e}")
-        if self.granularity not in ("channel", "layer"):
-            problems.append(f"granularity={self.granularity!r} (allowed: channel, layer)")
+        if self.granularity not in GRANULARITIES:
+            problems.append(f"granularity={self.granularity!r} (allowed: {', '.join(GRANULARITIES)})")
         if self.v_init != "auto" and not (isinstance(self.v_init, (int, float)) and 0 <= self.v_init < 1):
             problems.append(f"v_init={self.v_init!r} (allowed: a fraction in [0, 1) or 'auto')")
         if self.bias_correction not in (True, False, "auto"):
             problems.append(f"bias_correction={self.bias_correction!r} (allowed: true, false, auto)")
-        if self.maxpool not in ("pre_neuron", "cumulative", "spike"):
-            problems.append(f"maxpool={self.maxpool!r} (allowed: pre_neuron, cumulative, spike)")
-        if self.input_encoding not in ("analog", "poisson"):
-            problems.append(f"input_encoding={self.input_encoding!r} (allowed: analog, poisson)")
+        if self.maxpool not in MAXPOOL_MODES:
+            problems.append(f"maxpool={self.maxpool!r} (allowed: {', '.join(MAXPOOL_MODES)})")
+        if self.input_encoding not in INPUT_ENCODINGS:
+            problems.append(f"input_encoding={self.input_encoding!r} (allowed: {', '.join(INPUT_ENCODINGS)})")
         if not isinstance(self.calibration_timesteps, int) or self.calibration_timesteps < 1:
             problems.append(f"calibration_timesteps={self.calibration_timesteps!r} must be a positive int")
         if not isinstance(self.holdout_fraction, numbers.Real) or not 0 < self.holdout_fraction < 1:

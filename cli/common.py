@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import shutil
@@ -13,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ann2snn import distributed
-from ann2snn.config import ConversionConfig
+from ann2snn.config import GRANULARITIES, INPUT_ENCODINGS, MAXPOOL_MODES, ConversionConfig
 from ann2snn.data import (
     PRESETS, ArraySource, DataStream, Preprocessing, load_zoo_manifest, load_zoo_sample, open_source, preset,
 )
@@ -37,34 +38,74 @@ def timesteps_arg(text: str) -> list[int]:
     return ts
 
 
-def add_config_arguments(p: argparse.ArgumentParser) -> None:
-    # flags default to None so that a --config file's values are kept unless a flag is given
+def _v_init_arg(text: str) -> float | str:
+    if text == "auto":
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1) or 'auto', got {text!r}") from None
+
+
+def _bias_correction_arg(text: str) -> bool | str:
+    values = {"auto": "auto", "on": True, "off": False}
+    if text not in values:
+        raise argparse.ArgumentTypeError(f"expected auto, on or off, got {text!r}")
+    return values[text]
+
+
+def _config_flags() -> dict[str, dict]:
+    """argparse options of every ConversionConfig field (``--field-name``); ``add_config_arguments`` refuses
+    to build a parser when this table and the dataclass disagree, so the two cannot drift."""
     d = ConversionConfig()
-    g = p.add_argument_group("conversion")
-    g.add_argument("--norm", help=f"threshold statistic: max, percentile:P, mmse (default {d.norm})")
-    g.add_argument("--granularity", choices=("channel", "layer"),
-                   help=f"one threshold per channel or per layer (default {d.granularity})")
-    g.add_argument("--v-init", help="initial membrane potential as a fraction of the threshold (0, 0.5) or auto "
-                                    "(default auto)")
-    g.add_argument("--bias-correction", choices=("auto", "on", "off"),
-                   help="light calibration of biases on calibration data (default auto)")
-    g.add_argument("--maxpool", choices=("pre_neuron", "cumulative", "spike"),
-                   help=f"spiking max-pool mode (default {d.maxpool})")
-    g.add_argument("--signed", action="store_true", default=None,
-                   help="signed IF neurons (better at small T, slower)")
-    g.add_argument("--input-encoding", choices=("analog", "poisson"),
-                   help="analog constant current (default) or seeded Poisson spikes")
-    g.add_argument("--calibration-timesteps", type=int,
-                   help=f"T used by mmse, bias correction and auto choices (default {d.calibration_timesteps})")
-    g.add_argument("--seed", type=int, help=f"seed for every random choice (default {d.seed})")
-    g.add_argument("--auto", action="store_true", default=None,
-                   help="tune first (what `ann2snn tune` does, for T = --calibration-timesteps) and convert with "
-                        "the chosen settings; slower")
+    return {
+        "norm": dict(help=f"threshold statistic: max, percentile:P, mmse (default {d.norm})"),
+        "granularity": dict(choices=GRANULARITIES, help=f"one threshold per channel or per layer (default {d.granularity})"),
+        "v_init": dict(type=_v_init_arg, metavar="{auto,FRACTION}",
+                       help="initial membrane potential as a fraction of the threshold (0, 0.5) or auto (default auto)"),
+        "bias_correction": dict(type=_bias_correction_arg, metavar="{auto,on,off}",
+                                help="light calibration of biases on calibration data (default auto)"),
+        "calibration_timesteps": dict(type=positive_int, metavar="T",
+                                      help=f"T used by mmse, bias correction and auto choices (default "
+                                           f"{d.calibration_timesteps})"),
+        "holdout_fraction": dict(type=float, metavar="F",
+                                 help=f"fraction of the calibration images held out to score the auto choices "
+                                      f"(default {d.holdout_fraction})"),
+        "maxpool": dict(choices=MAXPOOL_MODES, help=f"spiking max-pool mode (default {d.maxpool})"),
+        "signed": dict(action="store_true", help="signed IF neurons (better at small T, slower)"),
+        "input_encoding": dict(choices=INPUT_ENCODINGS, help="analog constant current (default) or seeded Poisson spikes"),
+        "seed": dict(type=non_negative_int, help=f"seed for every random choice (default {d.seed})"),
+        "calibration_batch_size": dict(type=positive_int, metavar="N",
+                                       help=f"images per batch of the calibration statistics (default "
+                                            f"{d.calibration_batch_size})"),
+        "bias_correction_samples": dict(type=positive_int, metavar="N",
+                                        help=f"calibration images bias correction simulates, at most (default "
+                                             f"{d.bias_correction_samples})"),
+        "bias_correction_memory_mb": dict(type=positive_int, metavar="MB",
+                                          help=f"memory for the spikes bias correction records; fewer samples are used "
+                                               f"beyond it (default {d.bias_correction_memory_mb})"),
+        "auto": dict(action="store_true", help="tune first (what `ann2snn tune` does, for T = "
+                                               "--calibration-timesteps) and convert with the chosen settings; slower"),
+    }
+
+
+def add_config_arguments(p: argparse.ArgumentParser, *, exclude=(), title: str = "conversion") -> None:
+    """One flag per ConversionConfig field (but ``exclude``), plus --config and --scales."""
+    flags = _config_flags()
+    names = [f.name for f in dataclasses.fields(ConversionConfig)]
+    if set(flags) != set(names):
+        raise RuntimeError(f"the CLI's config flags and ConversionConfig disagree on {sorted(set(flags) ^ set(names))}")
+    g = p.add_argument_group(title)
+    for name in names:
+        if name not in exclude:
+            # default None: a --config file's value is kept unless the flag is given
+            g.add_argument("--" + name.replace("_", "-"), default=None, **flags[name])
     g.add_argument("--config", help="JSON file with ConversionConfig fields (e.g. from `ann2snn tune`); "
                                     "flags given explicitly win")
-    g.add_argument("--scales", metavar="FILE",
-                   help="thresholds to use instead of calibrating them (a scales.json written by `convert`, or a "
-                        "report's suggested_scales.json); calibration data is still used for bias correction")
+    if "scales" not in exclude:
+        g.add_argument("--scales", metavar="FILE",
+                       help="thresholds to use instead of calibrating them (a scales.json written by `convert`, or a "
+                            "report's suggested_scales.json); calibration data is still used for bias correction")
 
 
 def add_simulation_arguments(p: argparse.ArgumentParser) -> None:
@@ -113,25 +154,12 @@ def config_from_args(args) -> ConversionConfig:
             raise DataError(f"{args.config}: cannot read the config JSON: {e}") from None
         if not isinstance(fields, dict):
             raise DataError(f"{args.config}: the config JSON must be an object of ConversionConfig fields")
-    flags = {"norm": args.norm, "granularity": args.granularity, "maxpool": args.maxpool, "signed": args.signed,
-             "input_encoding": args.input_encoding, "calibration_timesteps": args.calibration_timesteps,
-             "seed": args.seed, "auto": getattr(args, "auto", None)}
-    if args.v_init is not None:
-        flags["v_init"] = "auto" if args.v_init == "auto" else _float(args.v_init, "--v-init")
-    if args.bias_correction is not None:
-        flags["bias_correction"] = {"auto": "auto", "on": True, "off": False}[args.bias_correction]
+    flags = {f.name: getattr(args, f.name, None) for f in dataclasses.fields(ConversionConfig)}
     fields.update({k: v for k, v in flags.items() if v is not None})
     try:
         return ConversionConfig.from_dict(fields)
     except (ValueError, TypeError) as e:
         raise DataError(str(e)) from None
-
-
-def _float(text: str, flag: str) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        raise DataError(f"{flag}: expected a number or 'auto', got {text!r}") from None
 
 
 _DATA_FORMATS = ("an image folder (class folders, or unlabeled images for --calib), a CIFAR-10/100 archive or "

@@ -82,7 +82,7 @@ def run(args) -> int:
                     else:  # report.json (a superset of the accuracy JSON), report.md, plots/
                         write_report(tmp, report, snn, calib, args, fixed_point_accuracy=fixed)
             else:
-                log.info("no evaluation data: report skipped")
+                print(f"{name}: no evaluation data: accuracy report skipped")
             if args.target == "loihi":
                 write_loihi_report(args, exported, report, fixed, arrays, tmp / "loihi_report.json")
         print(f"{name}: wrote {target}")

@@ -40,7 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--debug", action="store_true", help="show full tracebacks and debug logging")
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars or info messages")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars (warnings and errors only)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="also show the library's INFO log lines")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for mod_name in _COMMANDS:
         mod = importlib.import_module(f"ann2snn.cli.{mod_name}_cmd")
@@ -48,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
                            formatter_class=argparse.RawDescriptionHelpFormatter)
         p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
         p.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+        p.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
         mod.add_arguments(p)
         p.set_defaults(_run=mod.run)
     return parser
@@ -59,12 +61,16 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "command", None):
         parser.print_help()
         return 2
-    level = logging.DEBUG if args.debug else (logging.WARNING if args.quiet else logging.INFO)
+    # the console shows the command's own output (tables, report, what was written), warnings and errors;
+    # the library's INFO lines (auto choices, calibration details) with -v, everything with --debug
+    verbose = args.debug or (args.verbose and not args.quiet)
+    level = logging.DEBUG if args.debug else (logging.INFO if verbose else logging.WARNING)
     rank = os.environ.get("RANK") if int(os.environ.get("WORLD_SIZE", "1")) > 1 else None
     if rank not in (None, "0") and not args.debug:
         level = logging.WARNING  # one voice: the other ranks report only warnings and errors
     prefix = f"[rank {rank}] " if rank is not None else ""
-    logging.basicConfig(level=level, format=f"{prefix}%(levelname)s %(name)s: %(message)s")
+    fmt = f"{prefix}%(levelname)s %(name)s: %(message)s" if verbose else f"ann2snn: {prefix}%(levelname)s: %(message)s"
+    logging.basicConfig(level=level, format=fmt)
     try:
         if rank is not None and args.command in _DISTRIBUTED_COMMANDS:
             _join_process_group(args)

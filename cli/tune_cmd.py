@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
-from ann2snn.cli.common import add_data_arguments, calibration_from_args, output_dir, resolve_model
+from ann2snn.cli.common import (
+    add_config_arguments, add_data_arguments, calibration_from_args, config_from_args, output_dir, resolve_model,
+)
+from ann2snn.config import ConversionConfig
 from ann2snn.convert.session import as_graph
-from ann2snn.convert.tuning import tune
+from ann2snn.convert.tuning import SEARCHED_FIELDS, tune
 from ann2snn.errors import DataError
 
 COMMAND = "tune"
@@ -18,8 +20,6 @@ log = logging.getLogger("ann2snn.cli")
 
 
 def add_arguments(p):
-    from ann2snn.config import ConversionConfig
-
     d = ConversionConfig()
     p.add_argument("model", metavar="MODEL", help="ONNX file or zoo model name")
     p.add_argument("--target-timesteps", type=int, default=32, metavar="T",
@@ -36,30 +36,9 @@ def add_arguments(p):
                         f"{d.holdout_fraction:.0%} of the calibration data)")
     p.add_argument("--out", help="output folder (default ann2snn_tune/<model name>)")
     p.add_argument("--force", action="store_true", help="replace an existing output folder")
-    g = p.add_argument_group("fixed settings (not searched)")
-    g.add_argument("--seed", type=int, default=d.seed, help="seed of the held-out split and of every random choice")
-    g.add_argument("--signed", action="store_true", help="signed IF neurons")
-    g.add_argument("--input-encoding", choices=("analog", "poisson"), default=d.input_encoding)
-    g.add_argument("--config", help="JSON file with ConversionConfig fields for the settings not searched")
+    add_config_arguments(p, exclude=SEARCHED_FIELDS + ("auto", "calibration_timesteps", "scales"),
+                         title="fixed settings (not searched)")
     add_data_arguments(p, data=False)
-
-
-def _base_config(args):
-    from ann2snn.config import ConversionConfig
-
-    fields = {}
-    if args.config:
-        try:
-            fields = json.loads(Path(args.config).read_text())
-        except (OSError, ValueError) as e:
-            raise DataError(f"{args.config}: cannot read the config JSON: {e}") from None
-    fields.update(seed=args.seed, input_encoding=args.input_encoding)
-    if args.signed:
-        fields["signed"] = True
-    try:
-        return ConversionConfig.from_dict(fields)
-    except ValueError as e:
-        raise DataError(str(e)) from None
 
 
 def run(args) -> int:
@@ -70,7 +49,7 @@ def run(args) -> int:
     calib = calibration_from_args(args, manifest, graph.inputs[0].shape)
     name = manifest["name"] if manifest else Path(path).stem
     target = Path(args.out) if args.out else Path("ann2snn_tune") / name
-    base = _base_config(args)
+    base = config_from_args(args)
     with output_dir(target, args.force) as tmp:
         result = tune(graph, calib, args.target_timesteps, args.budget, time_limit=args.time_limit,
                       base_config=base, strategy=args.strategy, holdout_samples=args.holdout_samples,

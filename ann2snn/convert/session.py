@@ -19,6 +19,7 @@ import os
 
 import numpy as np
 import onnx
+from tqdm.auto import tqdm
 
 from ann2snn.calibration import check_scales_match, choose_thresholds, collect_activation_stats
 from ann2snn.config import ConversionConfig
@@ -155,7 +156,10 @@ class ConversionSession:
         tc = config.calibration_timesteps
         score_ts = sorted({max(1, tc // 4), max(1, tc // 2), tc, 2 * tc, 4 * tc})
         table, nets = [], []
-        for cand in candidates:
+        bar = tqdm(candidates, disable=not self.progress, desc="auto v_init/bias correction", unit="candidate",
+                   leave=False)
+        for cand in bar:
+            bar.set_postfix_str(f"v_init={cand.v_init} bias_correction={'on' if cand.bias_correction else 'off'}")
             net = self.build(cand, scales)
             s = self.score(net, score_ts)
             table.append({"v_init": cand.v_init, "bias_correction": cand.bias_correction, **s})

@@ -45,7 +45,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from ann2snn.config import ConversionConfig
+from ann2snn.config import GRANULARITIES, MAXPOOL_MODES, ConversionConfig
 from ann2snn.convert.session import ConversionSession
 from ann2snn.errors import DataError
 from ann2snn.ir import nodes as ir
@@ -54,10 +54,8 @@ from ann2snn.fileio import json_default
 log = logging.getLogger(__name__)
 
 NORMS = ("max", "percentile:99", "percentile:99.9", "percentile:99.99", "mmse")
-GRANULARITIES = ("channel", "layer")
 V_INITS = (0.5, 0.0)
 BIAS_CORRECTIONS = (False, True)
-MAXPOOL_MODES = ("pre_neuron", "cumulative", "spike")
 SEARCHED_FIELDS = ("norm", "granularity", "v_init", "bias_correction", "maxpool")
 
 
