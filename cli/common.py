@@ -39,12 +39,11 @@ def timesteps_arg(text: str) -> list[int]:
 
 
 def _v_init_arg(text: str) -> float | str:
-    if text == "auto":
-        return text
+    # a number, else the text: ConversionConfig names what is wrong, with the other invalid values
     try:
         return float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1) or 'auto', got {text!r}") from None
+        return text
 
 
 def _bias_correction_arg(text: str) -> bool | str:
@@ -56,7 +55,8 @@ def _bias_correction_arg(text: str) -> bool | str:
 
 def _config_flags() -> dict[str, dict]:
     """argparse options of every ConversionConfig field (``--field-name``); ``add_config_arguments`` refuses
-    to build a parser when this table and the dataclass disagree, so the two cannot drift."""
+    to build a parser when this table and the dataclass disagree, so the two cannot drift. Ranges are
+    checked by ConversionConfig (one error listing every invalid value), types here."""
     d = ConversionConfig()
     return {
         "norm": dict(help=f"threshold statistic: max, percentile:P, mmse (default {d.norm})"),
@@ -65,7 +65,7 @@ def _config_flags() -> dict[str, dict]:
                        help="initial membrane potential as a fraction of the threshold (0, 0.5) or auto (default auto)"),
         "bias_correction": dict(type=_bias_correction_arg, metavar="{auto,on,off}",
                                 help="light calibration of biases on calibration data (default auto)"),
-        "calibration_timesteps": dict(type=positive_int, metavar="T",
+        "calibration_timesteps": dict(type=int, metavar="T",
                                       help=f"T used by mmse, bias correction and auto choices (default "
                                            f"{d.calibration_timesteps})"),
         "holdout_fraction": dict(type=float, metavar="F",
@@ -74,14 +74,14 @@ def _config_flags() -> dict[str, dict]:
         "maxpool": dict(choices=MAXPOOL_MODES, help=f"spiking max-pool mode (default {d.maxpool})"),
         "signed": dict(action="store_true", help="signed IF neurons (better at small T, slower)"),
         "input_encoding": dict(choices=INPUT_ENCODINGS, help="analog constant current (default) or seeded Poisson spikes"),
-        "seed": dict(type=non_negative_int, help=f"seed for every random choice (default {d.seed})"),
-        "calibration_batch_size": dict(type=positive_int, metavar="N",
+        "seed": dict(type=int, help=f"seed for every random choice (default {d.seed})"),
+        "calibration_batch_size": dict(type=int, metavar="N",
                                        help=f"images per batch of the calibration statistics (default "
                                             f"{d.calibration_batch_size})"),
-        "bias_correction_samples": dict(type=positive_int, metavar="N",
+        "bias_correction_samples": dict(type=int, metavar="N",
                                         help=f"calibration images bias correction simulates, at most (default "
                                              f"{d.bias_correction_samples})"),
-        "bias_correction_memory_mb": dict(type=positive_int, metavar="MB",
+        "bias_correction_memory_mb": dict(type=int, metavar="MB",
                                           help=f"memory for the spikes bias correction records; fewer samples are used "
                                                f"beyond it (default {d.bias_correction_memory_mb})"),
         "auto": dict(action="store_true", help="tune first (what `ann2snn tune` does, for T = "
@@ -155,11 +155,13 @@ def config_from_args(args) -> ConversionConfig:
         if not isinstance(fields, dict):
             raise DataError(f"{args.config}: the config JSON must be an object of ConversionConfig fields")
     flags = {f.name: getattr(args, f.name, None) for f in dataclasses.fields(ConversionConfig)}
-    fields.update({k: v for k, v in flags.items() if v is not None})
+    given = {k: v for k, v in flags.items() if v is not None}
+    fields.update(given)
     try:
         return ConversionConfig.from_dict(fields)
     except (ValueError, TypeError) as e:
-        raise DataError(str(e)) from None
+        named = [f"--{k.replace('_', '-')}" for k in given if f"{k}=" in str(e)]
+        raise DataError(str(e) + (f" (given as {', '.join(named)})" if named else "")) from None
 
 
 _DATA_FORMATS = ("an image folder (class folders, or unlabeled images for --calib), a CIFAR-10/100 archive or "

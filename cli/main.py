@@ -21,7 +21,7 @@ _COMMANDS = ("inspect", "ops", "convert", "evaluate", "tune")
 EXIT_HELP = """exit codes:
   0  success
   1  other ann2snn error, or a file system error (permissions, missing folder, disk full)
-  2  bad command-line usage
+  2  bad command-line usage, or an invalid calibration option (CalibrationConfigError)
   3  invalid or unsafe model file (InvalidModelError)
   4  unsupported ops in the model (UnsupportedModelError)
   5  bad data (DataError)

@@ -57,8 +57,8 @@ def test_a_config_field_without_a_flag_stops_the_parser(monkeypatch):
 
 def test_flag_values_are_checked_by_argparse(capsys):
     p = _subparser("convert")
-    for bad in (["--v-init", "half"], ["--bias-correction", "yes"], ["--granularity", "tensor"]):
+    for bad in (["--seed", "one"], ["--bias-correction", "yes"], ["--granularity", "tensor"]):
         with pytest.raises(SystemExit) as e:
             p.parse_args(["m.onnx", *bad])
         assert e.value.code == 2
-    assert "--v-init" in capsys.readouterr().err
+    assert "--seed" in capsys.readouterr().err
