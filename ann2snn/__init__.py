@@ -15,7 +15,7 @@ from ann2snn.convert.pipeline import convert
 from ann2snn.errors import (
     Ann2SnnError, BackendConstraintError, DataError, InvalidModelError, UnsupportedModelError,
 )
-from ann2snn.evaluate import EvaluationReport, evaluate
+from ann2snn.evaluation import EvaluationReport, evaluate
 from ann2snn.frontend import load_onnx
 from ann2snn.network import SpikingNetwork, load
 from ann2snn.convert.tuning import TuneResult, tune

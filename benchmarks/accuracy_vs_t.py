@@ -46,7 +46,7 @@ def main():
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     from ann2snn.config import ConversionConfig
-    from ann2snn.evaluate import onnxruntime_outputs
+    from ann2snn.evaluation import onnxruntime_outputs
 
     models = a.models or (zoo_available() + mnist_available())
     results = {"machine": machine(), "timesteps": a.timesteps, "sj_timesteps": a.sj_timesteps,

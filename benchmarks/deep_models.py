@@ -101,7 +101,7 @@ def main():
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     from ann2snn.convert.pipeline import convert
-    from ann2snn.evaluate import onnxruntime_outputs
+    from ann2snn.evaluation import onnxruntime_outputs
 
     rows = []
     for name in a.models:

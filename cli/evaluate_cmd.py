@@ -19,7 +19,7 @@ from ann2snn.convert.pipeline import convert
 from ann2snn.convert.session import as_graph
 from ann2snn.data import Preprocessing
 from ann2snn.errors import DataError
-from ann2snn.evaluate import evaluate
+from ann2snn.evaluation import evaluate
 from ann2snn.loihi import load, simulate_loihi
 from ann2snn.report.cli import add_report_arguments, write_report
 

@@ -109,7 +109,7 @@ def build_report(evaluation, snn, *, calibration: np.ndarray | None = None, prob
     diagnosis_t: the T the diagnosis looks at (default 32 if simulated, else the closest simulated T).
     what_if_samples=0 skips the what-if experiments; scatter_samples=0 skips the per-neuron probe.
     """
-    from ann2snn.evaluate import T_STAR_TOLERANCE
+    from ann2snn.evaluation import T_STAR_TOLERANCE
 
     base = _clean(evaluation.to_dict())
     ts = [int(t) for t in base["timesteps"]]
