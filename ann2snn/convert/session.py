@@ -153,6 +153,8 @@ class ConversionSession:
         candidates = [config.replace(v_init=v0, bias_correction=bc) for v0 in v_options for bc in bc_options]
         if len(candidates) == 1:
             return self.build(candidates[0], scales)
+        if scales is None:
+            self.scales(config)  # calibrate before the candidates' progress bar starts
         tc = config.calibration_timesteps
         score_ts = sorted({max(1, tc // 4), max(1, tc // 2), tc, 2 * tc, 4 * tc})
         table, nets = [], []
