@@ -11,11 +11,11 @@ from ann2snn.cli.common import (
     add_config_arguments, add_data_arguments, add_simulation_arguments, calibration_and_data, config_from_args,
     output_dir, resolve_model, scales_from_args, show_progress, timesteps_arg, write_json,
 )
+from ann2snn.cli.report_args import add_report_arguments, write_report
 from ann2snn.convert.pipeline import convert
 from ann2snn.convert.session import as_graph
 from ann2snn.errors import DataError
 from ann2snn.evaluation import evaluate
-from ann2snn.report.cli import add_report_arguments, write_report
 
 COMMAND = "convert"
 HELP = "convert ONNX model(s) (or zoo model names) into spiking networks, with an accuracy report"

@@ -15,13 +15,13 @@ from ann2snn.cli.common import (
     calibration_and_data, config_from_args, data_stream, output_dir, preprocessing_from_args, resolve_model,
     scales_from_args, show_progress, timesteps_arg, write_json,
 )
+from ann2snn.cli.report_args import add_report_arguments, write_report
 from ann2snn.convert.pipeline import convert
 from ann2snn.convert.session import as_graph
 from ann2snn.data import Preprocessing
 from ann2snn.errors import DataError
 from ann2snn.evaluation import evaluate
 from ann2snn.loihi import load, simulate_loihi
-from ann2snn.report.cli import add_report_arguments, write_report
 
 COMMAND = "evaluate"
 HELP = "measure converted accuracy vs T against the source ANN on a data set"

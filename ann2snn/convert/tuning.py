@@ -48,8 +48,8 @@ from tqdm.auto import tqdm
 from ann2snn.config import GRANULARITIES, MAXPOOL_MODES, ConversionConfig
 from ann2snn.convert.session import ConversionSession
 from ann2snn.errors import DataError
-from ann2snn.ir import nodes as ir
 from ann2snn.fileio import json_default
+from ann2snn.ir import nodes as ir
 
 log = logging.getLogger(__name__)
 

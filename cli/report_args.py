@@ -1,9 +1,12 @@
-"""Command-line glue for the report (used by ``ann2snn evaluate --report DIR`` and ``ann2snn convert``)."""
+"""The report's command-line options and console summary (``ann2snn evaluate --report DIR``, ``convert``)."""
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
+
+from ann2snn.report.build import build_report
+from ann2snn.report.plots import HINT, available
 
 log = logging.getLogger("ann2snn.cli")
 
@@ -28,9 +31,6 @@ def add_report_arguments(p, *, flag: str) -> None:
 
 def write_report(out_dir: Path, evaluation, snn, calibration, args, *, fixed_point_accuracy=None) -> dict:
     """Build the report of ``evaluation`` and write it into ``out_dir``; print where it went."""
-    from ann2snn.report.build import build_report
-    from ann2snn.report.plots import HINT, available
-
     rep = build_report(evaluation, snn, calibration=calibration, fixed_point_accuracy=fixed_point_accuracy,
                        diagnosis_t=getattr(args, "diagnose_at", None),
                        what_if_samples=max(0, int(getattr(args, "report_samples", 200) or 0)),
