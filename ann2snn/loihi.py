@@ -12,7 +12,7 @@
     res.predictions(128)                               # argmax of the fixed-point readout at T=128
     loihi.accuracy(exp, x_test, y_test, [128])         # {128: 0.89}
 
-``simulate_loihi`` runs :func:`ann2snn.backends.loihi.simulate_fixed_point`, which reproduces Lava's
+``simulate_loihi`` runs :func:`ann2snn.backends.loihi.fixed_point.simulate_fixed_point`, which reproduces Lava's
 ``fixed_pt`` models bit for bit; the numbers it gives are what Lava computes for the same ``.net`` file.
 """
 

@@ -18,7 +18,7 @@ from rel_helpers import expect_error, tiny_cnn, tiny_data
 
 import ann2snn
 from ann2snn import InvalidModelError, UnsupportedModelError
-from ann2snn.backends.loihi import (
+from ann2snn.backends.loihi.netx import (
     ConvLayer, DenseLayer, FlattenLayer, InputLayer, NetxNetwork, NeuronParams, read_netx, write_netx,
 )
 

@@ -19,7 +19,7 @@ from test_broken_saved_files import _netx_net
 
 import ann2snn
 from ann2snn import Ann2SnnError
-from ann2snn.backends.loihi import read_netx, write_netx
+from ann2snn.backends.loihi.netx import read_netx, write_netx
 
 FUZZ = dict(deadline=None, derandomize=True, database=None, print_blob=True,
             suppress_health_check=list(HealthCheck))
