@@ -109,7 +109,7 @@ def add_target_arguments(p) -> None:
 
 
 # set by other flags (--loihi-neuron, --timesteps) or by the export itself
-_LOIHI_FIXED_KEYS = ("neuron", "max_timesteps", "channel_gain")
+_LOIHI_FIXED_KEYS = ("neuron", "max_timesteps")
 
 
 def _loihi_option_keys() -> tuple[str, ...]:

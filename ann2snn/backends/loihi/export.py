@@ -482,8 +482,6 @@ def reset_loss(export: "LoihiExport", x: np.ndarray, t: int, *, batch_size: int 
     net = export.network
     steps = export.steps_for(t)
     config = export.fixed_point_config(t)
-    gains = {q.index: np.asarray(export.options.get("channel_gain", {}).get(q.name, 1.0), np.float64)
-             for q in export.layers}
     idx = [i for i, layer in enumerate(net.layers) if not isinstance(layer, FlattenLayer)]
     ideal: dict[int, np.ndarray] = {}
     actual: dict[int, np.ndarray] = {}
@@ -508,9 +506,7 @@ def reset_loss(export: "LoihiExport", x: np.ndarray, t: int, *, batch_size: int 
                     b = layer.bias.astype(np.float64)
                     total = total + t * (b.reshape((-1,) + (1,) * (total.ndim - 2)) if b.ndim == 1 and total.ndim > 2
                                          else b)
-            g = gains.get(i, np.ones(1))
-            nominal = (neuron.vth_mant + 1) * (g.reshape((-1,) + (1,) * (total.ndim - 2)) if g.size > 1 else g)
-            want = np.clip(total / nominal, 0, t)
+            want = np.clip(total / (neuron.vth_mant + 1), 0, t)
             got = res.s[i][:, window].sum(axis=1).astype(np.float64)
             axes = (0,) + tuple(range(2, want.ndim))
             ideal[i] = ideal.get(i, 0) + want.sum(axis=axes)
@@ -527,21 +523,15 @@ def reset_loss(export: "LoihiExport", x: np.ndarray, t: int, *, batch_size: int 
 def export_loihi(net, path: str | os.PathLike | None = None, *, neuron: str = "cuba",
                  profile: LoihiProfile | str = LOIHI2, calibration: np.ndarray | None = None,
                  max_timesteps: int = 128, options: QuantizationOptions | None = None,
-                 overflow_samples: int = 16, compensate_reset: bool = False, compensation_samples: int = 8,
-                 preprocessing: dict | None = None) -> LoihiExport:
+                 overflow_samples: int = 16, preprocessing: dict | None = None) -> LoihiExport:
     """Quantize ``net`` (a SpikingNetwork) for Loihi and write ``path`` (a ``.net`` file) when given.
 
     neuron: ``cuba`` (binary spikes; reset to zero, see quantize.py) or ``sdnn`` (graded sigma-delta).
     calibration: (N, *input shape) real inputs: sets the input range, the SDNN activation ranges, and the
         first ``overflow_samples`` of them are run through the fixed-point model for ``max_timesteps`` steps
         to detect accumulator overflow (a layer that overflows gets a smaller scale until none does).
-    compensate_reset: CUBA, off by default: Lava resets to zero and loses each spike's overshoot (15-50 %
-        fewer spikes per layer on the zoo VGG, see :func:`reset_loss`); this runs two rounds on
-        ``compensation_samples`` calibration inputs that lower each channel's threshold by its measured loss
-        (at most 3×). Measured on the VGG it matches the mean rates but lowers agreement with the float SNN
-        (92.7 % vs 96.7 % on 150 images at T=128): the loss depends on each neuron's rate, a channel-wide
-        factor over-drives the quiet neurons. ``QuantizationOptions.time_dilation`` and ``current_decay`` are
-        what help (see quantize.py).
+    CUBA: Lava resets to zero and loses each spike's overshoot (15-50 % fewer spikes per layer on the zoo
+        VGG, see :func:`reset_loss`); ``QuantizationOptions.time_dilation`` and ``current_decay`` shrink it.
     Raises one :class:`BackendConstraintError` listing every node netx cannot express, or every profile
     violation of the quantized network.
     """
@@ -582,20 +572,6 @@ def export_loihi(net, path: str | os.PathLike | None = None, *, neuron: str = "c
         act_max = {k: (1.25 * y, 1.25 * a) for k, (y, a) in _activation_stats(graph, stages, x_cal[:256]).items()}
     output_unit = np.asarray(net.output_units[graph.outputs[0]], np.float64).reshape(-1)
     caps: dict[str, float] = {}
-    if neuron == "cuba" and compensate_reset and x_cal is not None and compensation_samples > 0:
-        gains: dict[str, np.ndarray] = dict(options.channel_gain)
-        t_comp = int(min(max_timesteps, 64))
-        for _ in range(2):
-            q = quantize(stages, tuple(graph.inputs[0].shape), input_max=input_max,
-                         input_unit=float(net.input_unit), output_unit=output_unit, options=options,
-                         profile=profile, activation_max=act_max, scale_caps=caps)
-            ratios = reset_loss(_make_export(q, profile, net, warnings, preprocessing),
-                                x_cal[:compensation_samples], t_comp)
-            for name, ratio in ratios.items():
-                gains[name] = np.clip(np.asarray(gains.get(name, 1.0)) * ratio, 1.0, 3.0)
-            options = replace(options, channel_gain=gains)
-            log.info("reset-to-zero compensation: median gain per layer %s",
-                     {k: round(float(np.median(v)), 3) for k, v in gains.items()})
     export = None
     for attempt in range(4):
         try:
@@ -640,8 +616,6 @@ def export_loihi(net, path: str | os.PathLike | None = None, *, neuron: str = "c
 
 def _make_export(q: QuantizedNetwork, profile: LoihiProfile, net, warnings: list[str], preprocessing) -> LoihiExport:
     opts = dict(q.options.__dict__)
-    opts["channel_gain"] = {k: np.round(np.asarray(v, np.float64), 6).reshape(-1).tolist()
-                            for k, v in q.options.channel_gain.items()}
     return LoihiExport(
         network=q.network, neuron=q.neuron, input_scale=float(q.input_scale), readout_scale=q.readout_scale,
         readout_bias=None if q.readout_bias is None else np.asarray(q.readout_bias, np.float64),
