@@ -108,16 +108,12 @@ def add_target_arguments(p) -> None:
                         "(CUBA); the keys are the fields of ann2snn.loihi.QuantizationOptions")
 
 
-# set by other flags (--loihi-neuron, --timesteps) or by the export itself
-_LOIHI_FIXED_KEYS = ("neuron", "max_timesteps")
-
-
 def _loihi_option_keys() -> tuple[str, ...]:
     from dataclasses import fields
 
     from ann2snn.backends.loihi.quantize import QuantizationOptions
 
-    return tuple(f.name for f in fields(QuantizationOptions) if f.name not in _LOIHI_FIXED_KEYS)
+    return tuple(f.name for f in fields(QuantizationOptions))
 
 
 def loihi_options(args):

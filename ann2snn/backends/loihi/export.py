@@ -538,7 +538,7 @@ def export_loihi(net, path: str | os.PathLike | None = None, *, neuron: str = "c
     if neuron not in NEURON_KINDS:
         raise DataError(f"neuron must be one of {NEURON_KINDS}, got {neuron!r}")
     profile = _profile(profile)
-    options = replace(options or QuantizationOptions(), neuron=neuron, max_timesteps=int(max_timesteps))
+    options = options or QuantizationOptions()
     graph = net.graph if neuron == "cuba" else sdnn_graph(net)
     stages, violations = lower_graph(graph)
     if neuron == "sdnn" and not profile.graded_spikes:
@@ -575,7 +575,8 @@ def export_loihi(net, path: str | os.PathLike | None = None, *, neuron: str = "c
     export = None
     for attempt in range(4):
         try:
-            q = quantize(stages, tuple(graph.inputs[0].shape), input_max=input_max,
+            q = quantize(stages, tuple(graph.inputs[0].shape), neuron=neuron, max_timesteps=int(max_timesteps),
+                         input_max=input_max,
                          input_unit=float(net.input_unit), output_unit=output_unit, options=options,
                          profile=profile, activation_max=act_max, scale_caps=caps)
         except ValueError as exc:  # e.g. a layer whose weights all round to zero: netx cannot load it
@@ -619,7 +620,7 @@ def _make_export(q: QuantizedNetwork, profile: LoihiProfile, net, warnings: list
     return LoihiExport(
         network=q.network, neuron=q.neuron, input_scale=float(q.input_scale), readout_scale=q.readout_scale,
         readout_bias=None if q.readout_bias is None else np.asarray(q.readout_bias, np.float64),
-        output_unit=q.output_unit, latency=q.latency, max_timesteps=int(q.options.max_timesteps),
+        output_unit=q.output_unit, latency=q.latency, max_timesteps=q.max_timesteps,
         profile=profile.name, layers=q.layers, resources=estimate_resources(q.network, profile),
         warnings=tuple(warnings) + q.warnings, model=str(net.graph.name), preprocessing=preprocessing,
         options=opts, host_layer=q.host_layer,

@@ -91,7 +91,7 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields, replace
 
 import numpy as np
 import torch
@@ -169,8 +169,6 @@ class QuantizationOptions:
         normalized thresholds). The smoother per-step input leaves less overshoot for the reset to zero.
     """
 
-    neuron: str = "cuba"
-    max_timesteps: int = 128
     input_layer: str = "current"
     input_rate: float = 1.0
     scale_tolerance: float = 0.01
@@ -186,10 +184,6 @@ class QuantizationOptions:
     sdnn_row_quantile: float = 0.5
 
     def __post_init__(self) -> None:
-        if self.neuron not in NEURON_KINDS:
-            raise ValueError(f"neuron must be one of {NEURON_KINDS}, got {self.neuron!r}")
-        if int(self.max_timesteps) < 1:
-            raise ValueError(f"max_timesteps must be >= 1, got {self.max_timesteps}")
         if self.input_layer not in ("current", "pixels"):
             raise ValueError(f"input_layer must be 'current' or 'pixels', got {self.input_layer!r}")
         if not 0 < self.input_rate <= 1:
@@ -335,8 +329,6 @@ def _fold_tail(graph: Graph, tail: list[ir.Node], in_name: str, out: list[Violat
 
 def _as_float64(node: ir.Node) -> ir.Node:
     """The node with float64 arrays (the probe runs in float64)."""
-    from dataclasses import fields, replace
-
     changes = {f.name: np.asarray(getattr(node, f.name), np.float64) for f in fields(node)
                if isinstance(getattr(node, f.name), np.ndarray)}
     return replace(node, **changes) if changes else node
@@ -633,6 +625,7 @@ class QuantizedNetwork:
     options: QuantizationOptions
     warnings: tuple[str, ...] = ()
     host_layer: HostLayer | None = None
+    max_timesteps: int = 128
 
     @property
     def latency(self) -> int:
@@ -711,24 +704,32 @@ def _flatten_vector(vec: np.ndarray, stage: Stage) -> np.ndarray:
     return np.repeat(vec, n // len(vec)) if len(vec) != n else vec
 
 
-def quantize(stages: list[Stage], input_shape: tuple[int, ...], *, input_max: float, input_unit: float,
-             output_unit: np.ndarray, options: QuantizationOptions, profile: LoihiProfile = LOIHI2,
+def quantize(stages: list[Stage], input_shape: tuple[int, ...], *, neuron: str, max_timesteps: int,
+             input_max: float, input_unit: float, output_unit: np.ndarray, options: QuantizationOptions,
+             profile: LoihiProfile = LOIHI2,
              activation_max: dict[str, tuple[np.ndarray, np.ndarray]] | None = None,
              scale_caps: dict[str, float] | None = None) -> QuantizedNetwork:
     """Integer netx network from lowered stages (see the module docstring for the arithmetic).
 
+    neuron: ``cuba`` or ``sdnn``. max_timesteps: the longest run the network is sized for (CUBA readout).
     input_max: largest |x| the input will see (from calibration; 1 for images in [0, 1]).
     input_unit: the converted graph's value of one input unit (its first-layer weights are w·input_unit).
     activation_max: per stage name, per output channel (largest normalized activation, largest |W·y|),
         from calibration: SDNN sizes every layer with it, CUBA its readout.
     scale_caps: extra factors (<= 1) on the scales of a stage, by name (from overflow repair).
     """
+    if neuron not in NEURON_KINDS:
+        raise ValueError(f"neuron must be one of {NEURON_KINDS}, got {neuron!r}")
+    if int(max_timesteps) < 1:
+        raise ValueError(f"max_timesteps must be >= 1, got {max_timesteps}")
     caps = dict(scale_caps or {})
-    if options.neuron == "cuba":
-        return _quantize_cuba(stages, input_shape, input_max, input_unit, output_unit, options, profile, caps,
-                              activation_max or {})
-    return _quantize_sdnn(stages, input_shape, input_max, input_unit, output_unit, options, profile,
-                          activation_max or {}, caps)
+    if neuron == "cuba":
+        q = _quantize_cuba(stages, input_shape, input_max, input_unit, output_unit, options, profile, caps,
+                           activation_max or {}, int(max_timesteps))
+    else:
+        q = _quantize_sdnn(stages, input_shape, input_max, input_unit, output_unit, options, profile,
+                           activation_max or {}, caps)
+    return replace(q, max_timesteps=int(max_timesteps))
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -741,7 +742,8 @@ def quantize(stages: list[Stage], input_shape: tuple[int, ...], *, input_max: fl
 _READOUT_MARGIN = 2.0
 
 
-def _quantize_cuba(stages, input_shape, input_max, input_unit, output_unit, options, profile, caps, act_max):
+def _quantize_cuba(stages, input_shape, input_max, input_unit, output_unit, options, profile, caps, act_max,
+                   t_max: int):
     warnings: list[str] = []
     x_max = float(input_max) if input_max > 0 else 1.0
     host = None
@@ -809,7 +811,6 @@ def _quantize_cuba(stages, input_shape, input_max, input_unit, output_unit, opti
             # levels cost 0.3 pt and 1.4 % agreement at T=128), and the overflow check verifies it.
             row = float(np.abs(_rowwise(w)).sum(axis=1).max())
             b_abs = 0.0 if b is None else float(np.abs(b).max())
-            t_max = int(options.max_timesteps)
             s_cap = cap * 0.98 * _U_LIMIT / max(t_max * row + b_abs, 1e-12)
             if stage.name in act_max:
                 z_max = float(np.max(act_max[stage.name][1]))
