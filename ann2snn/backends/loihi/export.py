@@ -50,6 +50,8 @@ from ann2snn.backends.loihi.profile import (
 )
 from ann2snn.backends.loihi.quantize import (
     NEURON_KINDS,
+    _MESSAGE_MAX,
+    _U_LIMIT,
     HostLayer,
     LayerQuantization,
     QuantizationOptions,
@@ -78,9 +80,7 @@ PROFILES = {"loihi2": LOIHI2, "loihi1": LOIHI1}
 SIDECAR_SUFFIX = ".loihi.json"
 SIDECAR_FORMAT = "ann2snn-loihi"
 SIDECAR_VERSION = 1
-_U_LIMIT = 1 << 17
 _V_SAT = (1 << 23) - 1
-_MESSAGE_MAX = (1 << 15) - 1
 _INT32 = 1 << 31
 
 
@@ -572,8 +572,7 @@ def export_loihi(net, path: str | os.PathLike | None = None, *, neuron: str = "c
         act_max = {k: (1.25 * y, 1.25 * a) for k, (y, a) in _activation_stats(graph, stages, x_cal[:256]).items()}
     output_unit = np.asarray(net.output_units[graph.outputs[0]], np.float64).reshape(-1)
     caps: dict[str, float] = {}
-    export = None
-    for attempt in range(4):
+    for attempt in range(4):  # quantize; on overflow, shrink the overflowing layers' scales and again
         try:
             q = quantize(stages, tuple(graph.inputs[0].shape), neuron=neuron, max_timesteps=int(max_timesteps),
                          input_max=input_max,
@@ -606,7 +605,6 @@ def export_loihi(net, path: str | os.PathLike | None = None, *, neuron: str = "c
             caps[layer_q.name] = caps.get(layer_q.name, 1.0) * 0.8 * e.limit / e.peak
             log.info("overflow in layer %d (%s, %s): scales multiplied by %.4g", e.layer, layer_q.name, e.kind,
                      caps[layer_q.name])
-    assert export is not None
     if caps:
         export = replace(export, warnings=export.warnings + tuple(
             f"scales of '{k}' multiplied by {v:.4g} to avoid overflow on calibration data" for k, v in caps.items()))
