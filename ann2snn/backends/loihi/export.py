@@ -60,8 +60,12 @@ from ann2snn.backends.loihi.quantize import (
     lower_graph,
     quantize,
 )
+from ann2snn.convert.converter import convert_graph, plan_conversion
 from ann2snn.errors import BackendConstraintError, DataError, InvalidModelError
 from ann2snn.fileio import write_json_atomic
+from ann2snn.ir import nodes as ir
+from ann2snn.ir.reference import check_input, run_graph
+from ann2snn.ir.snn import IF
 
 log = logging.getLogger(__name__)
 
@@ -308,9 +312,6 @@ def sdnn_graph(net):
     saturates at one spike per step (1 in λ units), which in ANN units would clip every activation at 1.
     A clipped ReLU (ReLU6, Clip) keeps its ceiling, which :func:`lower_graph` reports (SDNN cannot clip).
     """
-    from ann2snn.convert.converter import convert_graph, plan_conversion
-    from ann2snn.ir import nodes as ir
-    from ann2snn.ir.snn import IF
 
     plan = plan_conversion(net.ann, net.config)
     ones = {k: np.ones_like(np.asarray(v, np.float32)) for k, v in net.scales.items()}
@@ -352,9 +353,6 @@ def check_loihi(net, *, neuron: str = "cuba", profile: LoihiProfile | str = LOIH
 
 def _activation_stats(graph, stages: list[Stage], x: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Per stage and output channel on calibration data: (largest normalized activation, largest |W·y|)."""
-    from ann2snn.ir import nodes as ir
-    from ann2snn.ir.reference import run_graph
-    from ann2snn.ir.snn import IF
 
     wanted = {}
     for st in stages:
@@ -548,16 +546,13 @@ def export_loihi(net, path: str | os.PathLike | None = None, *, neuron: str = "c
         raise BackendConstraintError(violations, backend=f"netx/{profile.name}")
     warnings: list[str] = []
     if neuron == "cuba":
-        from ann2snn.ir.snn import IF
-
+    
         charged = [n.name for n in graph.nodes if isinstance(n, IF) and np.any(np.asarray(n.v_init) != 0)]
         if charged:  # netx/Lava CUBA neurons start at v = 0 (the reset_interval clears them there)
             warnings.append(f"{len(charged)} IF layer(s) start at a non-zero potential (v_init / bias-correction "
                             "charge), which Lava's CUBA neurons cannot: they start at 0 on Loihi")
     x_cal = None
     if calibration is not None:
-        from ann2snn.ir.reference import check_input
-
         x_cal = check_input(graph, calibration)[graph.inputs[0].name]
         input_max = float(np.abs(x_cal).max())
         if neuron == "cuba" and float(x_cal.min()) < 0:

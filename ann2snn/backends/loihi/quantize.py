@@ -107,6 +107,7 @@ from ann2snn.backends.loihi.netx import (
 from ann2snn.backends.loihi.profile import LOIHI2, LoihiProfile
 from ann2snn.ir import nodes as ir
 from ann2snn.ir.graph import Graph
+from ann2snn.ir.reference import forward
 from ann2snn.ir.snn import IF, CumulativeGlobalMaxPool, CumulativeMaxPool2d
 
 log = logging.getLogger(__name__)
@@ -314,8 +315,6 @@ def _fold_tail(graph: Graph, tail: list[ir.Node], in_name: str, out: list[Violat
                      bias=bias)
     n_in = int(np.prod(in_shape))
     with torch.no_grad():
-        from ann2snn.ir.reference import forward
-
         basis = torch.cat([torch.zeros(1, n_in, dtype=torch.float64), torch.eye(n_in, dtype=torch.float64)])
         x = basis.reshape((n_in + 1,) + in_shape)
         for n in tail:
