@@ -14,8 +14,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import shutil
-import tempfile
 import zipfile
 import zlib
 from dataclasses import dataclass, field
@@ -25,7 +23,7 @@ import numpy as np
 
 from ann2snn.config import ConversionConfig
 from ann2snn.errors import Ann2SnnError, InvalidModelError
-from ann2snn.fileio import json_default
+from ann2snn.fileio import atomic_directory, json_default
 from ann2snn.ir import nodes as ir
 from ann2snn.ir import snn
 from ann2snn.ir.graph import Graph, TensorSpec
@@ -87,24 +85,10 @@ class SpikingNetwork:
             {"axis": self.output_softmax.axis, "log": self.output_softmax.log, "name": self.output_softmax.name},
             "input_unit": self.input_unit, "info": self.info,
         }
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-        backup = path.with_name(f".{path.name}.old")
-        try:
+        with atomic_directory(path) as tmp:
             (tmp / "network.json").write_text(json.dumps(doc, indent=1, default=json_default))
             with open(tmp / "weights.npz", "wb") as f:
                 np.savez(f, **arrays)
-            if path.exists():
-                os.replace(path, backup)
-                os.replace(tmp, path)
-                shutil.rmtree(backup, ignore_errors=True)
-            else:
-                os.replace(tmp, path)
-        finally:
-            if backup.exists() and not path.exists():  # stopped between the two renames: restore the old one
-                os.replace(backup, path)
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
         return path
 
 

@@ -5,9 +5,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
-import shutil
-import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -19,7 +16,7 @@ from ann2snn.data import (
     PRESETS, ArraySource, DataStream, Preprocessing, load_zoo_manifest, load_zoo_sample, open_source, preset,
 )
 from ann2snn.errors import Ann2SnnError, DataError, InvalidModelError
-from ann2snn.fileio import write_json_atomic
+from ann2snn.fileio import atomic_directory, write_json_atomic
 
 EXIT_OUTPUT_EXISTS = 7
 
@@ -337,23 +334,8 @@ def output_dir(path: Path, force: bool):
     path = Path(path)
     if path.exists() and not force:
         raise OutputExistsError(f"{path} exists; pass --force to replace it")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp", dir=path.parent))
-    old = path.with_name(f".{path.name}.old")
-    try:
+    with atomic_directory(path) as tmp:
         yield tmp
-        if path.exists():
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(path, old)
-            os.replace(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, path)
-    finally:
-        if old.exists() and not path.exists():  # stopped between the two renames: put the old output back
-            os.replace(old, path)
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def write_json(path: Path, obj) -> None:
