@@ -459,10 +459,7 @@ def _ungroup(weight: np.ndarray, groups: int) -> np.ndarray:
     """(C_out, C_in/g, kH, kW) grouped weights -> the equivalent dense (C_out, C_in, kH, kW), zeros elsewhere."""
     co, cig = weight.shape[:2]
     full = np.zeros((co, cig * groups) + weight.shape[2:], np.float32)
-    per_group = co // groups
-    for o in range(co):
-        g = o // per_group
-        full[o, g * cig:(g + 1) * cig] = weight[o]
+    full[np.arange(co)[:, None], ir.conv_input_channels(co, cig, groups)] = weight
     return full
 
 

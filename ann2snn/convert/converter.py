@@ -251,11 +251,7 @@ def _convert_linear(b: _Builder, n: ir.Node, unit_in: np.ndarray, shape_in, shap
     d_vec = np.ones(_channels(shape_out), np.float32) if d is None else d
     if isinstance(n, ir.Conv2d):
         u = _per_channel(unit_in, shape_in, n.name, "Conv2d")
-        cig = n.weight.shape[1]
-        # input channel of weight[o, j] is (o // (C_out/groups)) * cig + j
-        co = n.weight.shape[0]
-        group_of_o = np.arange(co) // (co // n.groups)
-        u_in = u[group_of_o[:, None] * cig + np.arange(cig)[None, :]]  # (C_out, cig)
+        u_in = u[ir.conv_input_channels(*n.weight.shape[:2], n.groups)]  # (C_out, C_in/groups)
         w = n.weight * u_in[:, :, None, None] / d_vec[:, None, None, None]
         bias = None if n.bias is None else n.bias / d_vec
         new = ir.Conv2d(n.name, n.inputs, weight=w.astype(np.float32),

@@ -80,6 +80,13 @@ class Node:
 # weighted (synaptic) layers
 
 
+def conv_input_channels(c_out: int, channels_per_group: int, groups: int) -> np.ndarray:
+    """(C_out, C_in/groups) indices: the input channel that ``weight[o, j]`` of a grouped conv reads,
+    ``group(o) * C_in/groups + j`` with ``group(o) = o // (C_out/groups)``."""
+    group_of_out = np.arange(c_out) // (c_out // groups)
+    return group_of_out[:, None] * channels_per_group + np.arange(channels_per_group)[None, :]
+
+
 @dataclass(frozen=True, eq=False)
 class Conv2d(Node):
     weight: np.ndarray = field(default=None)  # (C_out, C_in/groups, kH, kW)

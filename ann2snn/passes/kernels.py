@@ -10,6 +10,8 @@ from typing import Sequence
 
 import numpy as np
 
+from ann2snn.ir.nodes import conv_input_channels
+
 
 def _f64(a) -> np.ndarray:
     return np.asarray(a, dtype=np.float64)
@@ -68,9 +70,7 @@ def fold_affine_before_conv(weight, bias, scale, shift, groups: int = 1) -> tupl
     c_in = cpg * groups
     s = np.broadcast_to(_f64(scale).reshape(-1), (c_in,))
     t = np.broadcast_to(_f64(shift).reshape(-1), (c_in,))
-    # input channel read by weight[o, j] is group(o) * cpg + j
-    group_of_out = np.arange(c_out) // (c_out // groups)
-    in_idx = group_of_out[:, None] * cpg + np.arange(cpg)[None, :]  # (C_out, cpg)
+    in_idx = conv_input_channels(c_out, cpg, groups)  # (C_out, cpg)
     w2 = w * s[in_idx][:, :, None, None]
     b2 = _bias(bias, c_out) + np.einsum("ojhw,oj->o", w, t[in_idx])
     return w2.astype(np.float32), b2.astype(np.float32)

@@ -646,9 +646,7 @@ def _broadcast_in(w: np.ndarray, per_input: np.ndarray, groups: int = 1) -> np.n
     per_input = np.asarray(per_input, np.float64)
     if w.ndim == 2:
         return w * per_input[None, :]
-    co, cig = w.shape[:2]
-    idx = (np.arange(co) // (co // groups))[:, None] * cig + np.arange(cig)[None, :]
-    return w * per_input[idx][:, :, None, None]
+    return w * per_input[ir.conv_input_channels(*w.shape[:2], groups)][:, :, None, None]
 
 
 def _per_row(values: np.ndarray, w: np.ndarray) -> np.ndarray:
