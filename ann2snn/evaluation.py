@@ -29,6 +29,7 @@ from ann2snn.checkpoint import BatchRecord, EvaluationCheckpoint, array_digest
 from ann2snn.config import ConversionConfig
 from ann2snn.data.sources import ArraySource, DataStream
 from ann2snn.errors import DataError, DistributedRunError, InvalidModelError
+from ann2snn.fileio import json_keys
 from ann2snn.ir.graph import Graph
 from ann2snn.network import SpikingNetwork
 from ann2snn.sim.simulate import check_device, layer_statistics, resolve_synaptic_dtype
@@ -54,8 +55,8 @@ class EvaluationReport:
     timesteps: list[int]
     ann_accuracy: float
     ann_source: str
-    snn_accuracy: dict[str, float]
-    agreement: dict[str, float]
+    snn_accuracy: dict[int, float]  # keyed by T (by "T" in to_dict(), JSON's form)
+    agreement: dict[int, float]
     t_star: int | None
     layers: dict[str, dict]
     config: dict
@@ -65,20 +66,21 @@ class EvaluationReport:
     data: dict = field(default_factory=dict)  # source, classes, selection, preprocessing
     thresholds: dict[str, list[float]] = field(default_factory=dict)
     ann_predictions: list[int] = field(default_factory=list)
-    predictions: dict[str, list[int]] = field(default_factory=dict)
+    predictions: dict[int, list[int]] = field(default_factory=dict)
     run: dict = field(default_factory=dict)  # ranks, resumed batches, checkpoint folder
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """The JSON document: the same fields, every T key as a string."""
+        return json_keys(dataclasses.asdict(self))
 
     def table(self) -> str:
         """Plain-text accuracy table (what ``ann2snn evaluate`` prints)."""
         lines = [f"model {self.model}: {self.samples} samples; ANN accuracy {100 * self.ann_accuracy:.2f}% "
                  f"({self.ann_source})", f"{'T':>6}  {'SNN acc %':>9}  {'delta pt':>8}  {'agree %':>7}"]
         for t in self.timesteps:
-            acc = self.snn_accuracy[str(t)]
+            acc = self.snn_accuracy[t]
             lines.append(f"{t:>6}  {100 * acc:9.2f}  {100 * (acc - self.ann_accuracy):+8.2f}  "
-                         f"{100 * self.agreement[str(t)]:7.2f}")
+                         f"{100 * self.agreement[t]:7.2f}")
         lines.append(f"T* (within 0.5 pt of the ANN): {self.t_star if self.t_star is not None else 'not reached'}")
         return "\n".join(lines)
 
@@ -143,9 +145,9 @@ def accuracy_of(outputs: np.ndarray, labels: np.ndarray) -> float:
     return float((outputs.reshape(len(outputs), -1).argmax(axis=1) == labels).mean())
 
 
-def t_star(ann_accuracy: float, snn_accuracy: dict[str, float], timesteps) -> int | None:
+def t_star(ann_accuracy: float, snn_accuracy: dict[int, float], timesteps) -> int | None:
     for t in sorted(timesteps):
-        if snn_accuracy[str(t)] >= ann_accuracy - T_STAR_TOLERANCE:
+        if snn_accuracy[t] >= ann_accuracy - T_STAR_TOLERANCE:
             return int(t)
     return None
 
@@ -268,8 +270,8 @@ def _report(model, snn: SpikingNetwork, stream: DataStream, timesteps: list[int]
     for r in records:
         sums = sums + r.layer_sums
     ann_acc = float((ann_pred == y).mean())
-    snn_acc = {str(t): float((snn_pred[i] == y).mean()) for i, t in enumerate(timesteps)}
-    agree = {str(t): float((snn_pred[i] == ann_pred).mean()) for i, t in enumerate(timesteps)}
+    snn_acc = {t: float((snn_pred[i] == y).mean()) for i, t in enumerate(timesteps)}
+    agree = {t: float((snn_pred[i] == ann_pred).mean()) for i, t in enumerate(timesteps)}
     macs = snn.ann.macs()
     stats = layer_statistics(snn, {name: sums[i] for i, name in enumerate(layers)}, len(y), timesteps)
     per_layer = {name: dict(s, threshold_mean=float(np.mean(snn.scales[name])), ann_macs=int(macs.get(name, 0)))
@@ -283,7 +285,7 @@ def _report(model, snn: SpikingNetwork, stream: DataStream, timesteps: list[int]
         data=stream.describe(),
         thresholds={k: np.asarray(v, np.float64).reshape(-1).tolist() for k, v in snn.scales.items()},
         ann_predictions=ann_pred.tolist(),
-        predictions={str(t): snn_pred[i].tolist() for i, t in enumerate(timesteps)},
+        predictions={t: snn_pred[i].tolist() for i, t in enumerate(timesteps)},
     )
 
 

@@ -12,7 +12,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-__all__ = ["atomic_directory", "atomic_path", "json_default", "write_bytes_atomic", "write_json_atomic"]
+__all__ = ["atomic_directory", "atomic_path", "json_default", "json_keys", "write_bytes_atomic", "write_json_atomic"]
 
 
 @contextmanager
@@ -74,6 +74,16 @@ def json_default(o: Any):
     if isinstance(o, os.PathLike):
         return os.fspath(o)
     raise TypeError(f"{type(o).__name__} is not JSON serialisable")
+
+
+def json_keys(obj: Any) -> Any:
+    """A copy with every dict key as a string, the form JSON gives (results are keyed by int T in memory,
+    by "T" in files)."""
+    if isinstance(obj, dict):
+        return {str(k): json_keys(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_keys(v) for v in obj]
+    return obj
 
 
 def write_json_atomic(path: str | os.PathLike[str], obj: Any) -> Path:

@@ -47,7 +47,7 @@ def main():
     report_build.dg.what_if = keep
     rep = report_build.build_report(ev, snn, calibration=cx, diagnosis_t=a.t)
     diag = rep.doc["diagnosis"]
-    base_acc = ev.snn_accuracy[str(a.t)]
+    base_acc = ev.snn_accuracy[a.t]
     rows = []
     for i, e in enumerate(diag["what_if"]):
         net = ann2snn.convert(str(path), cx, scales=captured["tried"][i])

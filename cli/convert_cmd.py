@@ -166,7 +166,7 @@ def fixed_point_accuracy(exported, data, timesteps, progress: bool) -> dict[str,
 
     x, y = data
     res = simulate_loihi(exported, x, timesteps, progress=progress)
-    return {str(t): float(np.mean(res.predictions(t) == y)) for t in res.timesteps}
+    return {t: float(np.mean(res.predictions(t) == y)) for t in res.timesteps}
 
 
 def write_loihi_report(args, exported, report, fixed, data, path: Path) -> None:
@@ -178,10 +178,10 @@ def write_loihi_report(args, exported, report, fixed, data, path: Path) -> None:
         doc.update(samples=int(len(data[1])), fixed_point_accuracy=fixed)
         if report is not None:
             doc.update(ann_accuracy=report.ann_accuracy, ann_source=report.ann_source,
-                       snn_accuracy={str(t): report.snn_accuracy[str(t)] for t in args.timesteps})
+                       snn_accuracy={t: report.snn_accuracy[t] for t in args.timesteps})
         print(f"{'T':>6}  {'ANN %':>6}  {'float SNN %':>11}  {'Loihi fixed-point %':>19}")
         for t in args.timesteps:
             ann = "" if report is None else f"{100 * report.ann_accuracy:6.2f}"
-            snn = "" if report is None else f"{100 * report.snn_accuracy[str(t)]:11.2f}"
-            print(f"{t:>6}  {ann:>6}  {snn:>11}  {100 * fixed[str(t)]:19.2f}")
+            snn = "" if report is None else f"{100 * report.snn_accuracy[t]:11.2f}"
+            print(f"{t:>6}  {ann:>6}  {snn:>11}  {100 * fixed[t]:19.2f}")
     write_json(path, doc)

@@ -110,12 +110,12 @@ def run_netx(args) -> int:
     if tuple(x.shape[1:]) != tuple(exported.input_shape):
         raise DataError(f"data has sample shape {tuple(x.shape[1:])}, {args.model} expects {tuple(exported.input_shape)}")
     res = simulate_loihi(exported, x, args.timesteps, progress=show_progress(args))
-    acc = {str(t): float(np.mean(res.predictions(t) == y)) for t in res.timesteps}
+    acc = {t: float(np.mean(res.predictions(t) == y)) for t in res.timesteps}
     kind = exported.neuron or "lava-dl (no ann2snn sidecar)"
     print(f"{args.model}: {len(y)} samples, {kind}, readout after T + {exported.latency} steps")
     print(f"{'T':>6}  {'fixed-point acc %':>17}")
     for t in res.timesteps:
-        print(f"{t:>6}  {100 * acc[str(t)]:17.2f}")
+        print(f"{t:>6}  {100 * acc[t]:17.2f}")
     if args.json:
         write_json(Path(args.json), {"model": str(args.model), "neuron": exported.neuron, "samples": int(len(y)),
                                      "latency_steps": exported.latency, "fixed_point_accuracy": acc})

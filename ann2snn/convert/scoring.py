@@ -21,4 +21,4 @@ def score_network(net, x: np.ndarray, ann_out: np.ndarray, timesteps, *, batch_s
     agree = {t: float((res.outputs[t].reshape(len(ann_out), -1).argmax(1) == ann_pred).mean()) for t in ts}
     err = [float(np.linalg.norm(res.outputs[t] - ann_out) / scale) for t in ts]
     score = {"agreement": float(np.mean(list(agree.values()))), "relative_error": float(np.mean(err))}
-    return score if single else dict(score, per_t={str(t): a for t, a in agree.items()})
+    return score if single else dict(score, per_t=agree)

@@ -507,7 +507,7 @@ def _sums(a: _LayerAccumulator, ts) -> np.ndarray:
 
 def layer_statistics(net, layer_sums: dict[str, np.ndarray], n_samples: int, ts) -> dict[str, dict]:
     """Per-IF-layer firing rate, saturated/silent fractions, correlation, relative error and SOPs from the
-    raw sums of ``n_samples`` samples (one run's, or several runs' added up)."""
+    raw sums of ``n_samples`` samples (one run's, or several runs' added up); each figure keyed by int T."""
     graph = net.graph
     spp = sops_per_spike(graph)
     out = {}
@@ -518,11 +518,11 @@ def layer_statistics(net, layer_sums: dict[str, np.ndarray], n_samples: int, ts)
         moments = {t: _Moments(**{f: row[t][f"moments.{f}"] for f in _Moments.FIELDS}) for t in ts}
         out[name] = {
             "neurons": neurons,
-            "firing_rate": {str(t): row[t]["spikes"] / (total * t) for t in ts},
-            "saturated_fraction": {str(t): row[t]["saturated"] / total for t in ts},
-            "silent_fraction": {str(t): row[t]["silent"] / total for t in ts},
-            "pearson_r": {str(t): moments[t].pearson() for t in ts},
-            "relative_error": {str(t): moments[t].relative_error() for t in ts},
-            "sops_per_sample": {str(t): row[t]["spikes"] * spp[name] / n_samples for t in ts},
+            "firing_rate": {t: row[t]["spikes"] / (total * t) for t in ts},
+            "saturated_fraction": {t: row[t]["saturated"] / total for t in ts},
+            "silent_fraction": {t: row[t]["silent"] / total for t in ts},
+            "pearson_r": {t: moments[t].pearson() for t in ts},
+            "relative_error": {t: moments[t].relative_error() for t in ts},
+            "sops_per_sample": {t: row[t]["spikes"] * spp[name] / n_samples for t in ts},
         }
     return out

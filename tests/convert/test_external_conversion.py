@@ -23,5 +23,5 @@ def test_external_mnist_model_converts(model, shared_dir):
     cfg = ann2snn.ConversionConfig(v_init=0.5, bias_correction=False)
     report = ann2snn.evaluate(str(base / model), (x[1000:], labels[1000:]), x[:400], [16, 64], config=cfg)
     assert report.ann_accuracy > 0.85
-    assert report.snn_accuracy["64"] >= report.ann_accuracy - 0.01
-    assert report.agreement["64"] >= 0.97
+    assert report.snn_accuracy[64] >= report.ann_accuracy - 0.01
+    assert report.agreement[64] >= 0.97

@@ -38,7 +38,7 @@ def test_random_light_model_converts_and_converges(name):
     res = snn.simulate(X, TIMESTEPS, batch_size=2, time_chunk=4, layer_stats=True)
     ref = graph.run(X).reshape(len(X), -1)  # the logits
     assert len(snn.spiking_layers) > 20
-    silent = [k for k, s in res.layers.items() if s["firing_rate"]["64"] == 0]
+    silent = [k for k, s in res.layers.items() if s["firing_rate"][64] == 0]
     assert not silent, f"IF layers that never fire: {silent[:5]}"
     errors = {}
     for t in TIMESTEPS:

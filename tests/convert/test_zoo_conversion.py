@@ -22,11 +22,11 @@ def test_zoo_model_converts_within_a_floor_at_small_t(name):
     assert report.ann_accuracy > 0.8
     # measured: every zoo model is within ~1.5 points at T=64 on these images with this fixed config;
     # at T=16 the ResNet loses ~11 points without bias correction (the auto choice does better)
-    assert report.snn_accuracy["64"] >= report.ann_accuracy - 0.03
-    assert report.agreement["64"] >= 0.95
-    assert report.snn_accuracy["16"] >= report.ann_accuracy - 0.15
+    assert report.snn_accuracy[64] >= report.ann_accuracy - 0.03
+    assert report.agreement[64] >= 0.95
+    assert report.snn_accuracy[16] >= report.ann_accuracy - 0.15
     for stats in report.layers.values():
-        assert stats["pearson_r"]["64"] is not None and stats["pearson_r"]["64"] > 0.8
+        assert stats["pearson_r"][64] is not None and stats["pearson_r"][64] > 0.8
 
 
 def test_default_auto_conversion_and_cli_style_round_trip(tmp_path):
