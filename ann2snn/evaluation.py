@@ -162,7 +162,7 @@ def evaluate(model, data, calibration=None, timesteps=DEFAULT_TIMESTEPS, *,
     data: ``(x, y)`` with x (N, *input shape) preprocessed floats and y (N,) integer labels, or a labeled
         :class:`~ann2snn.data.DataStream` (image folders, CIFAR archives...; read batch by batch, in
         ``workers`` decoding processes).
-    synaptic_dtype: ``auto`` (None), ``float32`` or ``bfloat16``; see ``ann2snn.sim.simulate.simulate``.
+    synaptic_dtype: ``auto`` (None), ``float32``, ``bfloat16`` or ``int8``; see ``ann2snn.sim.simulate.simulate``.
     checkpoint: a folder for partial results: every ``checkpoint_every`` batches are stored there, and a
         run started again with the same arguments resumes where the last one stopped (a folder written by
         another run is refused, see :mod:`ann2snn.checkpoint`).

@@ -4,9 +4,10 @@
 
 Everything that is compared is measured in the SAME process run, interleaved, on the same batch with
 the same number of threads: per repetition, the ANN forward (torch, ann2snn's IR reference kernels in NCHW
-and channels-last, and the same ANN as a plain torch nn.Module; mean of 5 calls each) and one simulation of
+and channels-last, the same ANN as a plain torch nn.Module, and the source ONNX file in onnxruntime with
+the same threads; mean of 5 calls each) and one simulation of
 T steps per simulator configuration. Reported: the median over repetitions of sim_time / (T x ANN forward
-time) against the NCHW reference and against the fastest of the three, their min/max (the noise), image-timesteps per
+time) against the NCHW reference and against the fastest of the four, their min/max (the noise), image-timesteps per
 second, and peak RSS (each configuration again in a fresh subprocess, so the figures are separate).
 SpikingJelly runs in its own venv (benchmarks/.venv-sj) and reports its ratio against its own torch
 ANN forward measured in that process; its throughput is compared in img-steps/s.
@@ -36,6 +37,8 @@ CONFIGS = {  # name -> simulate kwargs
     "fp32_chunk16": dict(synaptic_dtype="float32", time_chunk=16),
     "bf16_chunk8": dict(synaptic_dtype="bfloat16", time_chunk=8),
     "bf16_chunk4": dict(synaptic_dtype="bfloat16", time_chunk=4),
+    "int8_chunk4": dict(synaptic_dtype="int8", time_chunk=4),
+    "int8_chunk8": dict(synaptic_dtype="int8", time_chunk=8),
     "default": dict(),
 }
 
@@ -70,6 +73,18 @@ def torch_module(net):
         with np.load(Path(d) / "m.npz") as z:
             arrays = {k: z[k] for k in z.files}
     return IRModule(spec, arrays).eval()
+
+
+def onnxruntime_forward(onnx_path, threads: int):
+    """The source ONNX model in onnxruntime with ``threads`` intra-op threads (often the fastest ANN form)."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    sess = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
+    name = sess.get_inputs()[0].name
+    return lambda x: sess.run(None, {name: x.numpy()})
 
 
 def rss_child(a, cfg: str) -> float:
@@ -110,6 +125,8 @@ def main():
     module = torch_module(net)
     with torch.inference_mode():
         module(xb)
+    ort_forward = onnxruntime_forward(path, a.threads)
+    ort_forward(xb)
     for c in a.configs:  # warm-up
         net.simulate(x, [4], batch_size=a.batch, **CONFIGS[c])
     # each simulation is paired with ANN measurements taken just before it: wall clock and process CPU time
@@ -118,29 +135,32 @@ def main():
     ratios = {c: [] for c in a.configs}
     best_ratios = {c: [] for c in a.configs}
     cpu_ratios = {c: [] for c in a.configs}
-    ann_s, ann_cl_s, ann_mod_s = [], [], []
+    ann_s, ann_cl_s, ann_mod_s, ann_ort_s = [], [], [], []
     for r in range(a.reps):
         for c in a.configs:
             f, fc = ann_time(net, xb)
             g, gc = ann_time(net, xb_cl)
             h, _ = ann_time(net, xb, module)
+            o, _ = ann_time(net, xb, ort_forward)
             ann_s.append(f)
             ann_cl_s.append(g)
             ann_mod_s.append(h)
+            ann_ort_s.append(o)
             t0, c0 = time.perf_counter(), time.process_time()
             net.simulate(x, [T], batch_size=a.batch, **CONFIGS[c])
             s, sc = time.perf_counter() - t0, time.process_time() - c0
             runs[c].append(s)
             ratios[c].append(s / (f * T))
-            best_ratios[c].append(s / (min(f, g, h) * T))
+            best_ratios[c].append(s / (min(f, g, h, o) * T))
             cpu_ratios[c].append(sc / (fc * T))
         print(f"rep {r}: ann {ann_s[-1] * 1e3:.1f} ms (channels-last {ann_cl_s[-1] * 1e3:.1f}, "
-              f"nn.Module {ann_mod_s[-1] * 1e3:.1f}); " +
+              f"nn.Module {ann_mod_s[-1] * 1e3:.1f}, onnxruntime {ann_ort_s[-1] * 1e3:.1f}); " +
               ", ".join(f"{c} {ratios[c][-1]:.2f}/{best_ratios[c][-1]:.2f}" for c in a.configs), file=sys.stderr,
               flush=True)
     res = {"machine": machine(), "model": a.model, "T": T, "batch": a.batch, "reps": a.reps,
            "ann_forward_ms": [s * 1e3 for s in ann_s], "ann_forward_channels_last_ms": [s * 1e3 for s in ann_cl_s],
            "ann_forward_nn_module_ms": [s * 1e3 for s in ann_mod_s],
+           "ann_forward_onnxruntime_ms": [s * 1e3 for s in ann_ort_s],
            "configs": {}}
     for c in a.configs:
         rr, cr, br = ratios[c], cpu_ratios[c], best_ratios[c]
@@ -171,7 +191,7 @@ def main():
     print(f"{a.model}, T={T}, batch {a.batch}, {a.threads} threads, {a.reps} reps; ANN forward median "
           f"{statistics.median(ann_s) * 1e3:.1f} ms (min {min(ann_s) * 1e3:.1f}, max {max(ann_s) * 1e3:.1f}); "
           f"channels-last {statistics.median(ann_cl_s) * 1e3:.1f} ms; plain torch nn.Module "
-          f"{statistics.median(ann_mod_s) * 1e3:.1f} ms")
+          f"{statistics.median(ann_mod_s) * 1e3:.1f} ms; onnxruntime {statistics.median(ann_ort_s) * 1e3:.1f} ms")
     print(f"{'config':<14} {'wall sim/(T*ANN) med [min-max]':>30} {'vs fastest ANN':>20} {'CPU-time ratio':>20}"
           f" {'img-steps/s':>12} {'vs SJ':>7} {'peak RSS MB':>12}")
     for c, v in res["configs"].items():

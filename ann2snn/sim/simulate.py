@@ -27,6 +27,7 @@ from ann2snn.errors import DataError
 from ann2snn.ir import nodes as ir
 from ann2snn.ir.reference import check_input, forward
 from ann2snn.ir.snn import IF, CumulativeGlobalMaxPool, CumulativeMaxPool2d
+from ann2snn.sim.int8 import int8_available, int8_op, integer_grids
 from ann2snn.sim.neurons import run_if_chunk
 
 log = logging.getLogger(__name__)
@@ -142,8 +143,10 @@ def _flat(x: torch.Tensor) -> torch.Tensor:
     return x.reshape((x.shape[0] * x.shape[1],) + tuple(x.shape[2:]))
 
 
-SYNAPTIC_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
-DEFAULT_SYNAPTIC_DTYPE = "auto"  # bfloat16 where the hardware computes it natively, else float32
+# synaptic mode -> dtype of the spikes between IF layers and the conv/dense ops they meet; "int8" keeps
+# float32 spikes and casts them to uint8 at each conv/dense that can take them (``ann2snn.sim.int8``)
+SYNAPTIC_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "int8": torch.float32}
+DEFAULT_SYNAPTIC_DTYPE = "auto"  # int8 with VNNI, else bfloat16 where native, else float32 (``auto_synaptic_dtype``)
 
 
 def native_bfloat16(device) -> bool:
@@ -160,6 +163,21 @@ def native_bfloat16(device) -> bool:
     return any(bool(p()) for p in probes if p is not None)
 
 
+def native_int8(device) -> bool:
+    """Does ``device`` have fast int8 dot products (VNNI or AMX) and oneDNN's int8 ops in this torch?"""
+    if torch.device(device).type != "cpu" or not int8_available("cpu"):
+        return False
+    probes = [getattr(torch.cpu, name, None) for name in ("_is_vnni_supported", "_is_amx_tile_supported")]
+    return any(bool(p()) for p in probes if p is not None)
+
+
+def auto_synaptic_dtype(device) -> str:
+    """What ``auto`` runs on ``device``: the fastest mode the hardware runs natively (benchmarks/RESULTS.md)."""
+    if native_int8(device):
+        return "int8"
+    return "bfloat16" if native_bfloat16(device) else "float32"
+
+
 def check_device(device) -> None:
     """An unknown or absent device (--device cuda without a GPU) is a one-line DataError, not a torch traceback."""
     try:
@@ -169,12 +187,15 @@ def check_device(device) -> None:
 
 
 def resolve_synaptic_dtype(synaptic_dtype: str | None, device) -> str:
-    """``auto``/None -> ``bfloat16`` on native-bf16 hardware, else ``float32``; other names are checked."""
+    """``auto``/None -> ``auto_synaptic_dtype(device)``; other names are checked (int8 needs a CPU with
+    oneDNN's int8 ops)."""
     name = DEFAULT_SYNAPTIC_DTYPE if synaptic_dtype is None else synaptic_dtype
     if name == "auto":
-        return "bfloat16" if native_bfloat16(device) else "float32"
+        return auto_synaptic_dtype(device)
     if name not in SYNAPTIC_DTYPES:
         raise DataError(f"synaptic_dtype must be auto or one of {sorted(SYNAPTIC_DTYPES)}, got {synaptic_dtype!r}")
+    if name == "int8" and not int8_available(str(torch.device(device).type)):
+        raise DataError(f"synaptic_dtype int8 runs on CPU with oneDNN's int8 ops; not available on {device!r}")
     return name
 
 
@@ -189,15 +210,31 @@ class _Kernels:
     Convolutions run in channels-last layout: oneDNN's NHWC kernels are 2-3x faster than NCHW ones on the
     few-channel layers of small CNNs (measured on 2 cores: 16->16 channels at 28x28, 1.8 vs 6.9 ms per
     100 images), and the IF state and spikes between two convolutions keep that layout, so nothing is
-    copied back. ``dtype``: float32, or bfloat16 when asked (spikes are exact in it, weights are rounded).
+    copied back. ``mode``: a ``SYNAPTIC_DTYPES`` name. float32; bfloat16 (spikes are exact in it, weights
+    are rounded); int8: the conv/dense ops of ``int8_grids`` take uint8 inputs and int8 weights
+    (``ann2snn.sim.int8``), the others float32.
     """
 
-    def __init__(self, dtype: torch.dtype, device):
-        self.dtype = dtype
+    def __init__(self, mode: str, device, int8_grids=None):
+        self.mode = mode
+        self.dtype = SYNAPTIC_DTYPES[mode]
         self.device = device
+        self.int8_grids = int8_grids or {}
         self.params: dict[str, tuple] = {}
+        self.int8_ops: dict[str, object] = {}
+
+    @classmethod
+    def for_network(cls, mode: str, device, net) -> "_Kernels":
+        grids = integer_grids(net.graph, net.static_tensors()) if mode == "int8" else None
+        return cls(mode, device, grids)
 
     def synaptic(self, n, x: torch.Tensor) -> torch.Tensor:
+        grid = self.int8_grids.get(n.name)
+        if grid is not None:
+            op = self.int8_ops.get(n.name)
+            if op is None:
+                op = self.int8_ops[n.name] = int8_op(n, grid)
+            return op(x)
         p = self.params.get(n.name)
         if p is None:
             w = torch.as_tensor(np.asarray(n.weight), device=self.device).to(self.dtype)
@@ -365,7 +402,7 @@ def run_batch(net, x: torch.Tensor, batch_index: int, steps: int, *, time_chunk:
     their next ``tc`` steps of spikes (recorded from an earlier run), so that only the nodes between
     them and ``keep`` are simulated. ``batch_index`` seeds the Poisson encoder as ``simulate`` does.
     """
-    run = _BatchRun(net, x, _input_generator(net, batch_index), keep=keep, kernels=_Kernels(torch.float32, x.device),
+    run = _BatchRun(net, x, _input_generator(net, batch_index), keep=keep, kernels=_Kernels("float32", x.device),
                     replay=replay)
     done = 0
     while done < steps:
@@ -384,13 +421,15 @@ def simulate(net, x: np.ndarray, timesteps, *, batch_size: int = 100, time_chunk
     layer_stats: record per-IF-layer firing rate, saturated/silent fractions, correlation and relative
         error against the ANN activation, and SOPs at every checkpoint (costs one ANN pass per batch).
     probe: IF layer names whose per-channel mean value (rate x lambda) is returned in ``result.probe``.
-    synaptic_dtype: ``"float32"``, ``"bfloat16"`` or ``"auto"`` (default): dtype of the spikes and of the
-        conv/dense weights they meet (spikes are exact in bfloat16; weights and the resulting currents are
-        rounded to 8 mantissa bits; membrane potentials, IF updates and readouts stay float32). ``auto`` is
-        bfloat16 where the hardware has native bfloat16 (``native_bfloat16``), float32 elsewhere: on the
-        zoo VGG at T=64 it is about 1.3x faster than float32 on an AVX512-BF16 CPU, and across the zoo and MNIST
-        models it changes test accuracy by at most 0.14 pt (benchmarks/RESULTS.md). Pass ``"float32"``
-        for results that do not depend on the hardware's bfloat16 support.
+    synaptic_dtype: ``"float32"``, ``"bfloat16"``, ``"int8"`` or ``"auto"`` (default): the arithmetic of the
+        conv/dense ops that spikes meet (membrane potentials, IF updates and readouts stay float32).
+        bfloat16: spikes are exact in it; weights and the resulting currents are rounded to 8 mantissa bits.
+        int8 (CPU): inputs on an integer grid (spikes, their average pools; ``ann2snn.sim.int8``) as uint8,
+        weights rounded to int8 per output channel, exact int32 sums; other synaptic ops stay float32.
+        ``auto`` (``auto_synaptic_dtype``): int8 on CPUs with VNNI or AMX, else bfloat16 where the hardware has
+        it natively, else float32; both lower-precision modes are faster and within 0.1 pt of float32 on the
+        zoo at T=32 and 64 (benchmarks/RESULTS.md). Pass ``"float32"`` for results that do not depend on the
+        hardware.
     """
     ts = sorted({int(t) for t in timesteps})
     if not ts or ts[0] < 1:
@@ -399,7 +438,7 @@ def simulate(net, x: np.ndarray, timesteps, *, batch_size: int = 100, time_chunk
         raise DataError("batch_size and time_chunk must be >= 1")
     check_device(device)
     synaptic_dtype = resolve_synaptic_dtype(synaptic_dtype, device)
-    kernels = _Kernels(SYNAPTIC_DTYPES[synaptic_dtype], device)
+    kernels = _Kernels.for_network(synaptic_dtype, device, net)
     graph = net.graph
     feeds = check_input(graph, x)
     xs = next(iter(feeds.values()))

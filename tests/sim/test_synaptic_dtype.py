@@ -1,4 +1,4 @@
-"""The bfloat16 synaptic path (what ``auto`` picks on native-bf16 hardware) against float32."""
+"""The bfloat16 synaptic path (what ``auto`` picks on native-bf16 hardware without VNNI) against float32."""
 
 from __future__ import annotations
 
@@ -10,13 +10,14 @@ import pytest
 import ann2snn
 from ann2snn.data import load_zoo_sample
 from ann2snn.errors import DataError
-from ann2snn.sim.simulate import native_bfloat16, resolve_synaptic_dtype
+from ann2snn.sim.simulate import native_bfloat16, native_int8, resolve_synaptic_dtype
 
 ZOO = Path(__file__).resolve().parents[2] / "model_zoo"
 
 
 def test_auto_resolves_by_hardware_and_names_are_checked():
-    assert resolve_synaptic_dtype("auto", "cpu") == ("bfloat16" if native_bfloat16("cpu") else "float32")
+    expected = "int8" if native_int8("cpu") else "bfloat16" if native_bfloat16("cpu") else "float32"
+    assert resolve_synaptic_dtype("auto", "cpu") == expected
     assert resolve_synaptic_dtype(None, "cpu") == resolve_synaptic_dtype("auto", "cpu")
     assert resolve_synaptic_dtype("float32", "cpu") == "float32"
     assert resolve_synaptic_dtype("bfloat16", "cpu") == "bfloat16"
