@@ -17,13 +17,13 @@ from ann2snn.errors import (
 )
 from ann2snn.evaluation import EvaluationReport, evaluate
 from ann2snn.frontend import load_onnx
-from ann2snn.network import SpikingNetwork, load
+from ann2snn.network import ConversionRecord, SpikingNetwork, load
 from ann2snn.convert.tuning import TuneResult, tune
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Ann2SnnError", "BackendConstraintError", "ConversionConfig", "DataError", "EvaluationReport",
-    "InvalidModelError", "SpikingNetwork", "UnsupportedModelError", "convert", "evaluate", "load",
+    "ConversionRecord", "InvalidModelError", "SpikingNetwork", "UnsupportedModelError", "convert", "evaluate", "load",
     "load_onnx", "tune", "TuneResult",
 ]

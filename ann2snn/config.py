@@ -44,7 +44,7 @@ class ConversionConfig:
     seed: seed of the Poisson encoder (and of any random choice; determinism is a promise).
     auto: run :func:`ann2snn.tune` first (``ann2snn tune``): search norm, granularity, v_init, bias
         correction and the max-pool mode for T = ``calibration_timesteps`` on held-out calibration data, and
-        convert with the chosen settings (the search table is kept in ``snn.info["tuning"]``). Slower: up
+        convert with the chosen settings (the search table is kept in ``snn.record.tuning``). Slower: up
         to 20 candidate conversions.
     """
 

@@ -281,7 +281,7 @@ def _report(model, snn: SpikingNetwork, stream: DataStream, timesteps: list[int]
         model=name, samples=int(len(y)), timesteps=timesteps, ann_accuracy=ann_acc, ann_source=source,
         snn_accuracy=snn_acc, agreement=agree, t_star=t_star(ann_acc, snn_acc, timesteps), layers=per_layer,
         config=snn.config.to_dict(),
-        conversion={k: v for k, v in snn.info.items()} | {"ann_macs_total": int(sum(macs.values()))},
+        conversion=snn.record.to_dict() | {"ann_macs_total": int(sum(macs.values()))},
         data=stream.describe(),
         thresholds={k: np.asarray(v, np.float64).reshape(-1).tolist() for k, v in snn.scales.items()},
         ann_predictions=ann_pred.tolist(),

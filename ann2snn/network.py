@@ -36,6 +36,56 @@ MAX_WEIGHTS_BYTES = 8 * 1024**3
 _NODE_TYPES: dict[str, type[ir.Node]] = {cls.__name__: cls for cls in (*ir.ANN_OPS, *snn.STATEFUL_OPS)}
 
 
+@dataclass(frozen=True)
+class ConversionRecord:
+    """How a network was converted, beyond its config: what ``auto`` resolved to and what it measured.
+
+    v_init: the initial potential the network was built with (None: not recorded, e.g. a file from
+    elsewhere); per-neuron potentials set by bias correction live in the graph's IF nodes.
+    bias_correction / bias_correction_samples: whether bias correction ran, and on how many images.
+    auto_table: the scored (v_init, bias correction) candidates of the ``auto`` choice, on
+    ``auto_holdout_samples`` held-out images at ``auto_timesteps``. tuning: ``TuneResult.to_dict()`` when
+    ``ConversionConfig(auto=True)`` chose the config.
+    """
+
+    v_init: float | None = None
+    bias_correction: bool = False
+    bias_correction_samples: int | None = None
+    auto_table: tuple[dict, ...] | None = None
+    auto_holdout_samples: int | None = None
+    auto_timesteps: tuple[int, ...] | None = None
+    tuning: dict | None = None
+
+    def replace(self, **changes) -> "ConversionRecord":
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        """The recorded fields (those set), as JSON-ready values."""
+        out = {}
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            if v is not None:
+                out[f.name] = list(v) if isinstance(v, tuple) else v
+        return out
+
+    @classmethod
+    def from_dict(cls, doc: dict) -> "ConversionRecord":
+        if not isinstance(doc, dict):
+            raise TypeError(f"the conversion record must be a mapping, not {type(doc).__name__}")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(doc) - known)
+        if unknown:
+            raise ValueError(f"unknown conversion record fields {unknown}")
+        v = dict(doc)
+        if v.get("v_init") is not None:
+            v["v_init"] = float(v["v_init"])
+        v["bias_correction"] = bool(v.get("bias_correction", False))
+        for k in ("auto_table", "auto_timesteps"):
+            if v.get(k) is not None:
+                v[k] = tuple(v[k])
+        return cls(**v)
+
+
 @dataclass(frozen=True, eq=False)
 class SpikingNetwork:
     """A converted SNN: the spiking graph plus what is needed to read it out and compare it.
@@ -44,6 +94,7 @@ class SpikingNetwork:
     output_units: ANN value of one unit of accumulated output per step, per output tensor.
     scales: calibrated thresholds (lambda) per spiking ANN tensor. output_softmax: the Softmax that
     ended the ANN (the readout applies it), or None. input_unit: value of one input spike (Poisson).
+    record: how the conversion went (``ConversionRecord``).
     """
 
     graph: Graph
@@ -53,7 +104,7 @@ class SpikingNetwork:
     config: ConversionConfig
     output_softmax: ir.Softmax | None = None
     input_unit: float = 1.0
-    info: dict = field(default_factory=dict)
+    record: ConversionRecord = field(default_factory=ConversionRecord)
 
     def static_tensors(self) -> set[str]:
         from ann2snn.sim.simulate import static_tensors
@@ -83,7 +134,7 @@ class SpikingNetwork:
             "scales": {k: _put(arrays, f"scale/{k}", v) for k, v in self.scales.items()},
             "output_softmax": None if self.output_softmax is None else
             {"axis": self.output_softmax.axis, "log": self.output_softmax.log, "name": self.output_softmax.name},
-            "input_unit": self.input_unit, "info": self.info,
+            "input_unit": self.input_unit, "info": self.record.to_dict(),
         }
         with atomic_directory(path) as tmp:
             (tmp / "network.json").write_text(json.dumps(doc, indent=1, default=json_default))
@@ -121,7 +172,7 @@ def load(path: str | os.PathLike) -> SpikingNetwork:
             scales={k: arrays[v] for k, v in doc["scales"].items()},
             config=ConversionConfig.from_dict(doc["config"]),
             output_softmax=None if sm is None else ir.Softmax(sm["name"], (), axis=sm["axis"], log=sm["log"]),
-            input_unit=float(doc["input_unit"]), info=dict(doc.get("info") or {}),
+            input_unit=float(doc["input_unit"]), record=ConversionRecord.from_dict(doc.get("info") or {}),
         )
     except (KeyError, TypeError, ValueError, AttributeError) as e:
         raise InvalidModelError(f"{meta}: malformed network file ({type(e).__name__}: {e})") from None

@@ -121,8 +121,8 @@ def main():
         originals = len(labels)  # the first images of the test set are the real, unaugmented ones
         row = {"model": name, "file": file, "calibration": len(calib), "test": len(test),
                "if_layers": len(net.spiking_layers), "convert_s": convert_s, "simulate_s": sim_s,
-               "auto_choice": [net.info.get("v_init"), net.info.get("bias_correction")],
-               "bias_correction_samples": net.info.get("bias_correction_samples"),
+               "auto_choice": [net.record.v_init, net.record.bias_correction],
+               "bias_correction_samples": net.record.bias_correction_samples,
                "ann_accuracy_originals": float((ann[:originals] == labels).mean()),
                "agreement": {}, "snn_accuracy_originals": {}, "load_avg": os.getloadavg()[0],
                "peak_rss_mb": peak_rss_mb()}

@@ -51,7 +51,7 @@ def main():
         entry = {"data": note, "samples": int(len(ty)), "accuracy": acc, "tune_seconds": tune_s,
                  "candidates": len(tuned_result.table), "tuned_config": tuned_result.config.to_dict(),
                  "kept_defaults": tuned_result.kept_defaults, "tune_table": tuned_result.table,
-                 "default_choices": {k: default.info.get(k) for k in ("v_init", "bias_correction")}}
+                 "default_choices": {k: getattr(default.record, k) for k in ("v_init", "bias_correction")}}
         results["models"][name] = entry
         print(f"{name}: " + "; ".join(f"{lab} " + " ".join(f"T{k}={v:.4f}" for k, v in acc[lab].items())
                                       for lab in acc) + f" ({len(tuned_result.table)} candidates, {tune_s:.0f} s)",

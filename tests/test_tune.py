@@ -68,7 +68,7 @@ def test_tune_is_budgeted_and_its_config_converts_and_round_trips(calib, tmp_pat
     assert "kept" in paths["markdown"].read_text()
     snn = ann2snn.convert(MODEL, calib, config=c)  # kept defaults: exactly the default conversion
     default = ann2snn.convert(MODEL, calib, config=ann2snn.ConversionConfig(calibration_timesteps=8))
-    assert snn.info["v_init"] == default.info["v_init"] and snn.config == default.config
+    assert snn.record.v_init == default.record.v_init and snn.config == default.config
 
 
 def test_tune_is_reproducible(calib):
@@ -123,13 +123,13 @@ def test_cli_tune_never_reads_evaluation_data(calib, tmp_path, monkeypatch, caps
 def test_config_auto_tunes_then_converts_and_saves(calib, tmp_path):
     cfg = ann2snn.ConversionConfig(auto=True, calibration_timesteps=4, holdout_fraction=0.3)
     snn = ann2snn.convert(MODEL, calib[:40], config=cfg)
-    tuning = snn.info["tuning"]
+    tuning = snn.record.tuning
     assert tuning["target_timesteps"] == 4 and len(tuning["table"]) >= 2
     chosen = ann2snn.ConversionConfig.from_dict(tuning["config"])
     assert chosen.auto is False and snn.config.norm == chosen.norm and snn.config.maxpool == chosen.maxpool
     assert snn.config.auto is False  # the saved network does not search again when reused
     back = ann2snn.load(snn.save(tmp_path / "snn"))
-    assert back.info["tuning"]["config"] == tuning["config"]
+    assert back.record.tuning["config"] == tuning["config"]
     x = calib[:8]
     np.testing.assert_array_equal(back.simulate(x, [4]).outputs[4], snn.simulate(x, [4]).outputs[4])
     with pytest.raises(DataError, match="scales"):

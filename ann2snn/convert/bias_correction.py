@@ -89,7 +89,7 @@ def bias_correct(net: SpikingNetwork, x: np.ndarray, timesteps: int, memory_mb: 
             left[upstream] -= 1
             if left[upstream] == 0:
                 del recordings[upstream]
-    return replace(net, graph=graph, info=dict(net.info, bias_correction=True, bias_correction_samples=n))
+    return replace(net, graph=graph, record=net.record.replace(bias_correction=True, bias_correction_samples=n))
 
 
 def _ann_channel_means(net: SpikingNetwork, batches) -> dict[str, np.ndarray]:

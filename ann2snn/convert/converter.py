@@ -29,7 +29,7 @@ from ann2snn.errors import DataError, UnsupportedModelError
 from ann2snn.ir import nodes as ir
 from ann2snn.ir.graph import Graph
 from ann2snn.ir.snn import IF, CumulativeGlobalMaxPool, CumulativeMaxPool2d
-from ann2snn.network import SpikingNetwork
+from ann2snn.network import ConversionRecord, SpikingNetwork
 
 log = logging.getLogger(__name__)
 
@@ -227,7 +227,7 @@ def convert_graph(plan: ConversionPlan, scales: dict[str, np.ndarray], config: C
 
 
 def build_network(plan: ConversionPlan, scales, config: ConversionConfig, v_init: float,
-                  input_unit: float = 1.0, info: dict | None = None) -> SpikingNetwork:
+                  input_unit: float = 1.0, record: ConversionRecord | None = None) -> SpikingNetwork:
     """The SpikingNetwork of ``plan`` with thresholds ``scales`` and initial potential ``v_init``
     (no bias correction: ``ConversionSession.build`` adds it)."""
     cfg = config.replace(v_init=v_init)
@@ -235,7 +235,7 @@ def build_network(plan: ConversionPlan, scales, config: ConversionConfig, v_init
     return SpikingNetwork(graph=graph, ann=plan.ann, output_units=out_units,
                           scales={k: np.asarray(v, np.float32) for k, v in scales.items()}, config=cfg,
                           output_softmax=next(iter(plan.output_softmax.values()), None), input_unit=input_unit,
-                          info=dict(info or {}))
+                          record=(record or ConversionRecord()).replace(v_init=float(v_init)))
 
 
 def _make_if(b: _Builder, name: str, inputs, lam: np.ndarray, shape) -> IF:

@@ -44,7 +44,7 @@ def convert(model, calibration=None, config: ConversionConfig | None = None, *, 
             auto = tuned.v_init == "auto" or tuned.bias_correction == "auto"
             session = ConversionSession(session.graph, calibration, tuned, holdout=auto, progress=progress)
         net = session.choose(tuned)
-        return replace(net, info=dict(net.info, tuning={k: v for k, v in tuning.to_dict().items()
-                                                        if k not in ("holdout_indices",)}))
+        return replace(net, record=net.record.replace(tuning={k: v for k, v in tuning.to_dict().items()
+                                                              if k not in ("holdout_indices",)}))
     session = ConversionSession(model, calibration, config, holdout=auto, progress=progress)
     return session.choose(config, scales)

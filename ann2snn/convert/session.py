@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+from dataclasses import replace
 
 import numpy as np
 import onnx
@@ -115,7 +116,7 @@ class ConversionSession:
 
     # ------------------------------------------------------------------ networks
 
-    def build(self, config: ConversionConfig, scales=None, *, info: dict | None = None) -> SpikingNetwork:
+    def build(self, config: ConversionConfig, scales=None) -> SpikingNetwork:
         """The SpikingNetwork of ``config`` (concrete v_init and bias_correction, not ``auto``).
 
         scales: thresholds to use instead of the calibrated ones (checked against the model).
@@ -128,8 +129,7 @@ class ConversionSession:
         else:
             check_scales_match(scales, plan.spiking)
         cfg = config.replace(bias_correction=bool(config.bias_correction))
-        net = build_network(plan, scales, cfg, float(config.v_init), self.input_unit,
-                            info=dict(info or {}, v_init=float(config.v_init), bias_correction=cfg.bias_correction))
+        net = build_network(plan, scales, cfg, float(config.v_init), self.input_unit)
         if cfg.bias_correction:
             net = bias_correct(net, self.fit[: cfg.bias_correction_samples], cfg.calibration_timesteps,
                                cfg.bias_correction_memory_mb)
@@ -170,5 +170,6 @@ class ConversionSession:
                      cand.bias_correction, s["agreement"], s["relative_error"])
         best = max(range(len(nets)), key=lambda i: (table[i]["agreement"], -table[i]["relative_error"]))
         net = nets[best]
-        net.info.update(auto_table=table, auto_holdout_samples=len(self.hold), auto_timesteps=score_ts)
-        return net
+        record = net.record.replace(auto_table=tuple(table), auto_holdout_samples=len(self.hold),
+                                    auto_timesteps=tuple(score_ts))
+        return replace(net, record=record)

@@ -158,7 +158,7 @@ def _rebuild_context(snn):
 
 
 def _build(plan, snn, scales, v0):
-    return build_network(plan, scales, snn.config, v0, snn.input_unit, info=snn.info)
+    return build_network(plan, scales, snn.config, v0, snn.input_unit, record=snn.record)
 
 
 def _ladder(snn, layers: list[str], x: np.ndarray, t: int) -> dict[str, dict[str, np.ndarray]]:
@@ -208,7 +208,7 @@ def what_if(snn, ranked: list[dict], x: np.ndarray, t: int, *, top: int = 3, lad
     if not chosen or len(x) == 0:
         return [], "no what-if experiments were run", None, []
     plan, v0 = _rebuild_context(snn)
-    rebuilt = bool(snn.info.get("bias_correction")) or bool(snn.config.bias_correction is True)
+    rebuilt = snn.record.bias_correction or snn.config.bias_correction is True
     base_net = _build(plan, snn, snn.scales, v0) if rebuilt else snn
     ann_out = run_graph(snn.ann, x)
     ladder = _ladder(snn, [f["layer"] for f in chosen], x if ladder_x is None else ladder_x, t)

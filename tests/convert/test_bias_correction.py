@@ -125,7 +125,7 @@ def test_layer_major_correction_equals_correcting_each_prefix(name):
     plain = ann2snn.convert(str(ZOO / name / "model.onnx"), sample.calib_x[:200],
                             ConversionConfig(v_init=0.5, bias_correction=False))
     corrected = bias_correct(plain, x, 8)
-    assert corrected.info["bias_correction_samples"] == 40
+    assert corrected.record.bias_correction_samples == 40
     _assert_same_corrections(corrected.graph, _prefix_reference(plain, x, 8))
     # and the correction is real: the deepest corrected layer's start-up charge moved
     moved = [n for n in corrected.graph.nodes if isinstance(n, IF)
@@ -146,7 +146,7 @@ def test_memory_budget_uses_fewer_samples_and_says_so(caplog):
     x = sample.calib_x[:64]
     with caplog.at_level("INFO", logger="ann2snn.convert.bias_correction"):
         small = bias_correct(plain, x, 8, memory_mb=1)
-    n = small.info["bias_correction_samples"]
+    n = small.record.bias_correction_samples
     assert 1 <= n < len(x)
     assert f"{n} of {len(x)} samples" in caplog.text
     _assert_same_corrections(small.graph, bias_correct(plain, x[:n], 8).graph, bias_tol=0, v0_tol=0)

@@ -33,7 +33,7 @@ def test_default_auto_conversion_and_cli_style_round_trip(tmp_path):
     name = "lenet_bn_maxpool" if "lenet_bn_maxpool" in MODELS else MODELS[0]
     sample = load_zoo_sample(name)
     snn = ann2snn.convert(str(ZOO / name / "model.onnx"), calibration=sample.calib_x[:400])
-    assert snn.info["v_init"] in (0.0, 0.5) and "auto_table" in snn.info
+    assert snn.record.v_init in (0.0, 0.5) and snn.record.auto_table
     snn.save(tmp_path / "snn")
     back = ann2snn.load(tmp_path / "snn")
     a = snn.simulate(sample.test_x[:50], [32])

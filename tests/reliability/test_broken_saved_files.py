@@ -110,6 +110,8 @@ SAVED_CASES = {
     "input_unit_zero": dict(doc=_set(["input_unit"], 0)),
     "softmax_malformed": dict(doc=_set(["output_softmax"], {"axis": "a"})),
     "info_a_string": dict(doc=_set(["info"], "abc")),
+    "info_unknown_field": dict(doc=_set(["info", "v_int"], 0.5)),
+    "info_v_init_a_string": dict(doc=_set(["info", "v_init"], "half")),
     # weights.npz
     "npz_truncated": dict(npz_bytes=lambda b: b[: len(b) // 2]),
     "npz_random": dict(npz_bytes=lambda b: np.random.default_rng(0).bytes(len(b))),
@@ -366,3 +368,9 @@ def test_netx_byte_flips_never_crash(netx_file, tmp_path):
         except (InvalidModelError, UnsupportedModelError):
             outcomes["error"] += 1
     assert outcomes["error"] > 0 and sum(outcomes.values()) >= 60
+
+
+def test_the_conversion_record_survives_save_and_load(saved):
+    net = ann2snn.load(saved)
+    assert net.record == ann2snn.ConversionRecord(v_init=0.5, bias_correction=False)
+    assert json.loads((saved / "network.json").read_text())["info"] == {"v_init": 0.5, "bias_correction": False}
