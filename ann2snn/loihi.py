@@ -21,7 +21,6 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
@@ -29,7 +28,7 @@ from ann2snn.backends.loihi.export import LoihiExport, check_loihi, export_loihi
 from ann2snn.backends.loihi.fixed_point import simulate_fixed_point
 from ann2snn.backends.loihi.netx import NetxNetwork, chw_to_lava
 from ann2snn.backends.loihi.profile import LOIHI1, LOIHI2, LoihiProfile
-from ann2snn.backends.loihi.quantize import QuantizationOptions
+from ann2snn.backends.loihi.quantized import QuantizationOptions
 from ann2snn.errors import DataError
 
 log = logging.getLogger(__name__)

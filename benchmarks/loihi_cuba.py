@@ -35,7 +35,7 @@ def main():
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     from ann2snn.backends.loihi.export import export_loihi
-    from ann2snn.backends.loihi.quantize import QuantizationOptions
+    from ann2snn.backends.loihi.quantized import QuantizationOptions
     from ann2snn.loihi import simulate_loihi
 
     path, cx, tx, ty, note = load_model_data("vgg_avgpool", n_test=a.start + a.n)

@@ -111,7 +111,7 @@ def add_target_arguments(p) -> None:
 def _loihi_option_keys() -> tuple[str, ...]:
     from dataclasses import fields
 
-    from ann2snn.backends.loihi.quantize import QuantizationOptions
+    from ann2snn.backends.loihi.quantized import QuantizationOptions
 
     return tuple(f.name for f in fields(QuantizationOptions))
 
@@ -120,7 +120,7 @@ def loihi_options(args):
     """QuantizationOptions from ``--loihi-option KEY=VALUE`` flags (values read as JSON, else as text)."""
     import json
 
-    from ann2snn.backends.loihi.quantize import QuantizationOptions
+    from ann2snn.backends.loihi.quantized import QuantizationOptions
 
     pairs = args.loihi_option
     if pairs and args.target != "loihi":

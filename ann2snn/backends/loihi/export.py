@@ -1,7 +1,7 @@
 """Export a converted ``SpikingNetwork`` to a Loihi netx ``.net`` file (CUBA or SDNN), checked and reported.
 
 :func:`export_loihi` lowers the converted graph to a chain of netx layers (one ``BackendConstraintError``
-lists everything netx cannot express, with the way out), quantizes it (``quantize.py``), checks it against
+lists everything netx cannot express, with the way out), quantizes it (``quantize.py`` and its stages), checks it against
 a :class:`LoihiProfile`, runs Lava's fixed-point arithmetic (``fixed_point.py``) on calibration data to
 detect 24-bit ``u``/``v`` and SDNN message/accumulator overflows (and lowers the offending layer's scale until
 there are none), and writes ``<name>.net`` plus a small sidecar ``<name>.loihi.json`` with what is needed to
@@ -48,17 +48,10 @@ from ann2snn.backends.loihi.profile import (
     check_network,
     estimate_resources,
 )
-from ann2snn.backends.loihi.quantize import (
-    NEURON_KINDS,
-    _MESSAGE_MAX,
-    _U_LIMIT,
-    HostLayer,
-    LayerQuantization,
-    QuantizationOptions,
-    QuantizedNetwork,
-    Stage,
-    lower_graph,
-    quantize,
+from ann2snn.backends.loihi.lowering import Stage, lower_graph
+from ann2snn.backends.loihi.quantize import NEURON_KINDS, quantize
+from ann2snn.backends.loihi.quantized import (
+    MESSAGE_MAX, U_LIMIT, HostLayer, LayerQuantization, QuantizationOptions, QuantizedNetwork,
 )
 from ann2snn.convert.converter import convert_graph, plan_conversion
 from ann2snn.errors import BackendConstraintError, DataError, InvalidModelError
@@ -173,7 +166,7 @@ class LoihiExport:
         if self.host_layer is not None:
             return self.host_layer.bias_mant(x)
         drive = np.rint(x * self.input_scale).astype(np.int64)
-        limit = 4095 if self.input_neuron == "cuba" else _MESSAGE_MAX >> self.spike_exp
+        limit = 4095 if self.input_neuron == "cuba" else MESSAGE_MAX >> self.spike_exp
         if self.input_neuron is not None and np.abs(drive).max(initial=0) > limit:
             raise DataError(f"inputs up to {np.abs(x).max():.4g} exceed the range the network was exported for "
                             f"(|round(x*{self.input_scale:g})| <= {limit})")
@@ -447,9 +440,9 @@ def detect_overflow(export: "LoihiExport", x: np.ndarray, t_max: int, *, batch_s
                 if isinstance(layer, DenseLayer) and layer.neuron is None:
                     bias = 0.0 if layer.bias is None else np.abs(layer.bias).astype(np.float64)
                     run = np.abs(np.cumsum(a, axis=1)) + bias
-                    note(i, "readout_wrap", run, _U_LIMIT)
+                    note(i, "readout_wrap", run, U_LIMIT)
                 else:
-                    note(i, "u_wrap", np.abs(_current(a, neuron)), _U_LIMIT)
+                    note(i, "u_wrap", np.abs(_current(a, neuron)), U_LIMIT)
                     if i in res.v:
                         note(i, "v_saturation", np.abs(res.v[i]), _V_SAT)
             else:
@@ -460,7 +453,7 @@ def detect_overflow(export: "LoihiExport", x: np.ndarray, t_max: int, *, batch_s
                     bias = b.reshape((-1,) + (1,) * (a.ndim - 3)) if isinstance(layer, ConvLayer) and b.ndim == 1 else b
                 note(i, "sigma_wrap", np.abs(np.cumsum(a, axis=1) + bias), _INT32)
                 if not neuron.sigma_output:
-                    note(i, "message", np.abs(res.s[i]), _MESSAGE_MAX + 1)
+                    note(i, "message", np.abs(res.s[i]), MESSAGE_MAX + 1)
     events = []
     names = {q.index: q.name for q in export.layers}
     for (i, kind), (peak, limit, count) in sorted(stats.items()):
@@ -524,7 +517,7 @@ def export_loihi(net, path: str | os.PathLike | None = None, *, neuron: str = "c
                  overflow_samples: int = 16, preprocessing: dict | None = None) -> LoihiExport:
     """Quantize ``net`` (a SpikingNetwork) for Loihi and write ``path`` (a ``.net`` file) when given.
 
-    neuron: ``cuba`` (binary spikes; reset to zero, see quantize.py) or ``sdnn`` (graded sigma-delta).
+    neuron: ``cuba`` (binary spikes; reset to zero, see cuba.py) or ``sdnn`` (graded sigma-delta).
     calibration: (N, *input shape) real inputs: sets the input range, the SDNN activation ranges, and the
         first ``overflow_samples`` of them are run through the fixed-point model for ``max_timesteps`` steps
         to detect accumulator overflow (a layer that overflows gets a smaller scale until none does).

@@ -12,7 +12,9 @@ import ann2snn
 from ann2snn import loihi
 from ann2snn.backends.loihi.export import sdnn_graph
 from ann2snn.backends.loihi.netx import ConvLayer, DenseLayer, FlattenLayer, InputLayer, read_netx
-from ann2snn.backends.loihi.quantize import QuantizationOptions, _q_weight, lower_graph, search_scale
+from ann2snn.backends.loihi.lowering import lower_graph
+from ann2snn.backends.loihi.quantized import QuantizationOptions
+from ann2snn.backends.loihi.scale_search import q_weight, search_scale
 from ann2snn.config import ConversionConfig
 from ann2snn.errors import BackendConstraintError
 from ann2snn.ir import nodes as ir
@@ -65,11 +67,11 @@ def test_lowering_makes_pools_depthwise_convs_and_one_readout(tiny_snn) -> None:
 def test_search_scale_takes_the_largest_near_optimal_scale() -> None:
     w = np.random.default_rng(0).normal(0, 1, 500)
     s = search_scale(w)
-    err = lambda k: np.sum((_q_weight(w, k) / k - w) ** 2)  # noqa: E731
+    err = lambda k: np.sum((q_weight(w, k) / k - w) ** 2)  # noqa: E731
     grid = np.geomspace(s / 20, s * 4, 400)
     assert err(s) <= 1.01 * min(err(k) for k in grid) + 1e-12
     assert search_scale(w, s_max=10.0) <= 10.0
-    assert np.abs(_q_weight(w, s)).max() <= 256 and np.all(_q_weight(w, s) % 2 == 0)
+    assert np.abs(q_weight(w, s)).max() <= 256 and np.all(q_weight(w, s) % 2 == 0)
 
 
 @pytest.mark.parametrize("neuron", ["cuba", "sdnn"])
