@@ -69,7 +69,18 @@ def mnist_available() -> list[str]:
 def load_model_data(name: str, n_test: int | None = None, n_calib: int = 1000):
     """-> (onnx path, calib_x, test_x, test_y, note). Zoo: calibration = the zoo sample's calib split,
     test = the full Fashion-MNIST test set (first n_test). MNIST: calibrate on the first n_calib test
-    images, evaluate on the following ones (first n_test of them)."""
+    images, evaluate on the following ones (first n_test of them). ``squeezenet``: ImageNet SqueezeNet 1.0 at
+    224x224 on the calibration and test crops of ``deep_models.imagenet_sets`` (labels of the 10 original
+    test images, -1 for their crops)."""
+    if name == "squeezenet":
+        from deep_models import MODELS, SHARED, imagenet_sets
+
+        cx, tx, labels = imagenet_sets(min(n_calib, 256))
+        ty = np.full(len(tx), -1, np.int64)
+        ty[:len(labels)] = labels
+        if n_test:
+            tx, ty = tx[:n_test], ty[:n_test]
+        return SHARED / MODELS["squeezenet"][0], cx, tx, ty, "ImageNet samples 10-19 and crops"
     if name in ZOO:
         from ann2snn.data import load_fashion_mnist, load_zoo_sample
 
