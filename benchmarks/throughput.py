@@ -83,8 +83,10 @@ def onnxruntime_forward(onnx_path, threads: int):
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
     sess = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
-    name = sess.get_inputs()[0].name
-    return lambda x: sess.run(None, {name: x.numpy()})
+    inp = sess.get_inputs()[0]
+    if inp.shape and inp.shape[0] == 1:  # a model exported for batch 1 (the Caffe2 SqueezeNet): one run per image
+        return lambda x: [sess.run(None, {inp.name: x[i:i + 1].numpy()}) for i in range(len(x))]
+    return lambda x: sess.run(None, {inp.name: x.numpy()})
 
 
 def rss_child(a, cfg: str) -> float:
@@ -110,10 +112,24 @@ def main():
     ap.add_argument("--sj-mode", default="99.9%")
     ap.add_argument("--rss", action="store_true", help="peak RSS per configuration (fresh subprocesses)")
     ap.add_argument("--json", default=None, help="write the results here")
+    ap.add_argument("--conversion", default=None, metavar="JSON",
+                    help='ConversionConfig fields for the network (default: the default config), e.g. '
+                         '\'{"v_init": 0.5, "bias_correction": false}\' where the default conversion is too slow')
+    ap.add_argument("--n-calib", type=int, default=None, help="calibration images (default: all the loader gives)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     path, cx, tx, ty, _ = load_model_data(a.model, n_test=a.batch)
-    net = converted(a.model, path, cx)
+    if a.rss and a.conversion:
+        sys.exit("--rss measures networks of the default conversion: drop --conversion")
+    cx = cx[:a.n_calib] if a.n_calib else cx
+    if a.conversion:
+        from ann2snn.config import ConversionConfig
+
+        fields = json.loads(a.conversion)
+        tag = "_".join(f"{k}-{v}" for k, v in sorted(fields.items())) + f"_calib{len(cx)}"
+        net = converted(a.model, path, cx, ConversionConfig(**fields), tag=tag)
+    else:
+        net = converted(a.model, path, cx)
     x = tx[:a.batch]
     xb = torch.from_numpy(x)
     T = a.T
