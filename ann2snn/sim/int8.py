@@ -28,7 +28,6 @@ from ann2snn.ir.snn import IF, CumulativeGlobalMaxPool, CumulativeMaxPool2d
 Q_MAX = 127  # largest stored activation value (7 bits; see the module docstring)
 
 
-
 @dataclass(frozen=True)
 class Grid:
     """Values ``step * k`` with integer k in [lo, hi]."""
