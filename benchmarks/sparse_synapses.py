@@ -49,7 +49,7 @@ def timed(f, reps: int) -> float:
     return statistics.median(runs)
 
 
-def kernels(kind, shape, out, rows):
+def kernels(kind, shape, out):
     rng = np.random.default_rng(0)
     if kind == "dense":
         w = torch.from_numpy(rng.normal(0, 0.05, (out, shape[0])).astype(np.float32))
@@ -96,7 +96,7 @@ def main():
     gen = torch.Generator().manual_seed(0)
     with torch.inference_mode():
         for name, (kind, shape, n_out) in SHAPES.items():
-            forms = kernels(kind, shape, n_out, a.rows)
+            forms = kernels(kind, shape, n_out)
             table = out["results"][name] = {}
             print(f"\n{name}, {a.rows} rows: ms per call (median of {a.reps})")
             print("| firing rate | " + " | ".join(forms) + " |")

@@ -75,20 +75,6 @@ def torch_module(net):
     return IRModule(spec, arrays).eval()
 
 
-def onnxruntime_forward(onnx_path, threads: int):
-    """The source ONNX model in onnxruntime with ``threads`` intra-op threads (often the fastest ANN form)."""
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    sess = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
-    inp = sess.get_inputs()[0]
-    if inp.shape and inp.shape[0] == 1:  # a model exported for batch 1 (the Caffe2 SqueezeNet): one run per image
-        return lambda x: [sess.run(None, {inp.name: x[i:i + 1].numpy()}) for i in range(len(x))]
-    return lambda x: sess.run(None, {inp.name: x.numpy()})
-
-
 def rss_child(a, cfg: str) -> float:
     """Peak RSS (MB) of a fresh process that loads the network and runs one simulation."""
     code = (f"import sys, torch; torch.set_num_threads({a.threads}); sys.path.insert(0, {str(ROOT / 'benchmarks')!r});"
@@ -141,7 +127,10 @@ def main():
     module = torch_module(net)
     with torch.inference_mode():
         module(xb)
-    ort_forward = onnxruntime_forward(path, a.threads)
+    from ann2snn.evaluation import OnnxRuntimeModel
+
+    ort_model = OnnxRuntimeModel(path, threads=a.threads)  # runs a model fixed to batch 1 image by image
+    ort_forward = lambda xb: ort_model(xb.numpy(), batch_size=len(xb))  # noqa: E731
     ort_forward(xb)
     for c in a.configs:  # warm-up
         net.simulate(x, [4], batch_size=a.batch, **CONFIGS[c])

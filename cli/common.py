@@ -111,7 +111,7 @@ def add_simulation_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--synaptic-dtype", choices=("auto",) + tuple(SYNAPTIC_DTYPES), default="auto",
                    help="arithmetic of the synaptic ops (conv/dense on spikes) in the simulation: auto (default) = "
                         "int8 on CPUs with VNNI/AMX, else bfloat16 where the hardware has it natively, else float32 "
-                        "(int8 and bfloat16 are faster and within 0.1 pt of float32 on the zoo at T=32 and 64)")
+                        "(int8 and bfloat16 are faster and lose at most 0.1 pt of float32's accuracy on the zoo at T=32 and 64)")
     p.add_argument("--batch-size", type=int, default=100, help="simulation batch size (default 100)")
     g = p.add_argument_group("long runs (resumable; sharded with torchrun)")
     g.add_argument("--checkpoint", metavar="DIR",

@@ -138,7 +138,6 @@ class _Int8Op:
 class Int8Conv(_Int8Op):
     def __init__(self, node: ir.Conv2d, grid: Grid):
         super().__init__(node, grid)
-        self.node = node
         t, l, b, r = node.padding
         self.symmetric = t == b and l == r
         self.pad = (l, r, t, b)

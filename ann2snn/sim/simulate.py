@@ -216,7 +216,6 @@ class _Kernels:
     """
 
     def __init__(self, mode: str, device, int8_grids=None):
-        self.mode = mode
         self.dtype = SYNAPTIC_DTYPES[mode]
         self.device = device
         self.int8_grids = int8_grids or {}
@@ -427,9 +426,9 @@ def simulate(net, x: np.ndarray, timesteps, *, batch_size: int = 100, time_chunk
         int8 (CPU): inputs on an integer grid (spikes, their average pools; ``ann2snn.sim.int8``) as uint8,
         weights rounded to int8 per output channel, exact int32 sums; other synaptic ops stay float32.
         ``auto`` (``auto_synaptic_dtype``): int8 on CPUs with VNNI or AMX, else bfloat16 where the hardware has
-        it natively, else float32; both lower-precision modes are faster and within 0.1 pt of float32 on the
-        zoo at T=32 and 64 (benchmarks/RESULTS.md). Pass ``"float32"`` for results that do not depend on the
-        hardware.
+        it natively, else float32; both lower-precision modes are faster, and at T=32 and 64 neither loses
+        more than 0.1 pt of float32's accuracy on the zoo and MNIST models (benchmarks/RESULTS.md). Pass
+        ``"float32"`` for results that do not depend on the hardware.
     """
     ts = sorted({int(t) for t in timesteps})
     if not ts or ts[0] < 1:

@@ -1,6 +1,5 @@
 """IF neuron updates against hand-computed traces, and the rate -> clipped ReLU limit."""
 
-import numpy as np
 import pytest
 import torch
 

@@ -1,7 +1,8 @@
-"""The bfloat16 synaptic path (what ``auto`` picks on native-bf16 hardware without VNNI) against float32."""
+"""The bfloat16 and int8 synaptic paths (what ``auto`` picks on native-bf16 / VNNI hardware) against float32."""
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,8 @@ import pytest
 import ann2snn
 from ann2snn.data import load_zoo_sample
 from ann2snn.errors import DataError
-from ann2snn.sim.simulate import native_bfloat16, native_int8, resolve_synaptic_dtype
+from ann2snn.sim.int8 import int8_available
+from ann2snn.sim.simulate import auto_synaptic_dtype, native_bfloat16, native_int8, resolve_synaptic_dtype
 
 ZOO = Path(__file__).resolve().parents[2] / "model_zoo"
 
@@ -25,21 +27,40 @@ def test_auto_resolves_by_hardware_and_names_are_checked():
         resolve_synaptic_dtype("float16", "cpu")
 
 
-@pytest.mark.parametrize("name", ["vgg_avgpool", "inception_concat"])
-def test_bfloat16_matches_float32_on_a_zoo_model(name):
-    if not (ZOO / name / "model.onnx").is_file():
-        pytest.skip(f"zoo model {name} is absent")
+@functools.cache
+def _zoo_network(name):
     sample = load_zoo_sample(name)
     net = ann2snn.convert(str(ZOO / name / "model.onnx"), sample.calib_x[:200],
                           ann2snn.ConversionConfig(v_init=0.5, bias_correction=False))
-    x, y = sample.test_x[:200], sample.test_y[:200]
+    return net, sample.test_x[:200], sample.test_y[:200]
+
+
+# bfloat16 rounds weights and currents to 8 mantissa bits, int8 rounds weights to 8 bits per output channel:
+# both move a few spikes, not the answers
+TOLERANCE = {"bfloat16": 0.05, "int8": 0.06}  # relative L2 difference of the outputs from float32
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "int8"])
+@pytest.mark.parametrize("name", ["vgg_avgpool", "resnet_small", "inception_concat"])
+def test_low_precision_synapses_match_float32_on_a_zoo_model(name, dtype):
+    if not (ZOO / name / "model.onnx").is_file():
+        pytest.skip(f"zoo model {name} is absent")
+    if dtype == "int8" and not int8_available("cpu"):
+        pytest.skip("this torch has no oneDNN int8 ops")
+    net, x, y = _zoo_network(name)
     f32 = net.simulate(x, [16, 32], synaptic_dtype="float32")
-    b16 = net.simulate(x, [16, 32], synaptic_dtype="bfloat16")
-    assert (f32.synaptic_dtype, b16.synaptic_dtype) == ("float32", "bfloat16")
+    low = net.simulate(x, [16, 32], synaptic_dtype=dtype)
+    assert (f32.synaptic_dtype, low.synaptic_dtype) == ("float32", dtype)
     for t in (16, 32):
-        # rounding weights and currents to 8 mantissa bits moves a few spikes, not the answers
-        agree = np.mean(f32.predictions(t) == b16.predictions(t))
+        agree = np.mean(f32.predictions(t) == low.predictions(t))
         assert agree >= 0.97, (t, agree)
-        rel = np.linalg.norm(b16.outputs[t] - f32.outputs[t]) / np.linalg.norm(f32.outputs[t])
-        assert rel < 0.05, (t, rel)
-        assert abs(np.mean(b16.predictions(t) == y) - np.mean(f32.predictions(t) == y)) <= 0.02
+        rel = np.linalg.norm(low.outputs[t] - f32.outputs[t]) / np.linalg.norm(f32.outputs[t])
+        assert rel < TOLERANCE[dtype], (t, rel)
+        assert abs(np.mean(low.predictions(t) == y) - np.mean(f32.predictions(t) == y)) <= 0.02
+
+
+def test_what_auto_picks_runs_on_this_machine():
+    if not (ZOO / "vgg_avgpool" / "model.onnx").is_file():
+        pytest.skip("zoo model vgg_avgpool is absent")
+    net, x, _ = _zoo_network("vgg_avgpool")
+    assert net.simulate(x[:10], [4]).synaptic_dtype == auto_synaptic_dtype("cpu")
