@@ -8,12 +8,14 @@ from dataclasses import dataclass
 
 from ann2snn.calibration.thresholds import parse_method
 from ann2snn.errors import CalibrationConfigError
+from ann2snn.ir.snn import RESETS
 
 
 # the allowed values of the enumerated fields (the CLI's choices are these)
 GRANULARITIES = ("channel", "layer")
 MAXPOOL_MODES = ("pre_neuron", "cumulative", "spike")
 INPUT_ENCODINGS = ("analog", "poisson")
+BIAS_CORRECTION_MODES = ("bias", "auto")  # besides True and False
 
 
 @dataclass(frozen=True)
@@ -30,7 +32,8 @@ class ConversionConfig:
     bias_correction: make each spiking layer's mean rate per channel match the ANN's mean activation on
         calibration data (Li et al. 2021, light calibration), split into a bias shift for the steady-state
         error and an initial-potential charge for the start-up deficit, so the correction does not grow
-        with T (see ``ann2snn.convert.bias_correction``); ``True``, ``False`` or ``"auto"``.
+        with T (see ``ann2snn.convert.bias_correction``); ``True``, ``False``, ``"auto"``, or ``"bias"``
+        (the bias shift only, every initial potential left at ``v_init``: what NIR and Lava can express).
     calibration_timesteps: T used by mmse, bias correction and ``auto`` choices.
     bias_correction_samples: calibration samples bias correction simulates (at most).
     bias_correction_memory_mb: memory for the spike recordings bias correction keeps (1 bit per neuron
@@ -40,6 +43,11 @@ class ConversionConfig:
         4x fewer neurons), ``cumulative`` (exact max of cumulative spike counts, graded output) or
         ``spike`` (max over spikes per step, what SpikingJelly does; loses accuracy; for comparison).
     signed: signed IF neurons (emit -1 to cancel excess spikes: more accurate at small T, ~30% slower).
+    reset: ``subtract`` (v -= threshold after a spike, fires on v >= threshold: rates are exact up to
+        1/T) or ``zero`` (v = 0 after a spike, fires on v > threshold: NIR's and Lava's IF, which loses
+        the residue; ``threshold_scale`` and ``bias_correction="bias"`` compensate).
+    threshold_scale: every calibrated threshold is multiplied by this factor (> 0; time dilation: lower
+        rates, so the residue a reset to zero loses is a smaller part of each spike).
     input_encoding: ``analog`` (constant current into the first layer) or ``poisson`` (seeded).
     seed: seed of the Poisson encoder (and of any random choice; determinism is a promise).
     auto: run :func:`ann2snn.tune` first (``ann2snn tune``): search norm, granularity, v_init, bias
@@ -56,6 +64,8 @@ class ConversionConfig:
     holdout_fraction: float = 0.25
     maxpool: str = "pre_neuron"
     signed: bool = False
+    reset: str = "subtract"
+    threshold_scale: float = 1.0
     input_encoding: str = "analog"
     seed: int = 0
     calibration_batch_size: int = 128
@@ -73,8 +83,9 @@ class ConversionConfig:
             problems.append(f"granularity={self.granularity!r} (allowed: {', '.join(GRANULARITIES)})")
         if self.v_init != "auto" and not (isinstance(self.v_init, (int, float)) and 0 <= self.v_init < 1):
             problems.append(f"v_init={self.v_init!r} (allowed: a fraction in [0, 1) or 'auto')")
-        if self.bias_correction not in (True, False, "auto"):
-            problems.append(f"bias_correction={self.bias_correction!r} (allowed: true, false, auto)")
+        if self.bias_correction not in (BIAS_CORRECTION_MODES if isinstance(self.bias_correction, str)
+                                        else (True, False)):
+            problems.append(f"bias_correction={self.bias_correction!r} (allowed: true, false, bias, auto)")
         if self.maxpool not in MAXPOOL_MODES:
             problems.append(f"maxpool={self.maxpool!r} (allowed: {', '.join(MAXPOOL_MODES)})")
         if self.input_encoding not in INPUT_ENCODINGS:
@@ -91,6 +102,13 @@ class ConversionConfig:
             problems.append(f"seed={self.seed!r} must be a non-negative int")
         if self.signed not in (True, False):
             problems.append(f"signed={self.signed!r} must be true or false")
+        if self.reset not in RESETS:
+            problems.append(f"reset={self.reset!r} (allowed: {', '.join(RESETS)})")
+        elif self.reset != "subtract" and self.signed is True:
+            problems.append("signed neurons reset by subtraction: reset='zero' needs signed=False")
+        if (isinstance(self.threshold_scale, bool) or not isinstance(self.threshold_scale, numbers.Real)
+                or not 0 < self.threshold_scale < float("inf")):
+            problems.append(f"threshold_scale={self.threshold_scale!r} must be a positive number")
         if self.auto not in (True, False):
             problems.append(f"auto={self.auto!r} must be true or false")
         if problems:

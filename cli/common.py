@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from ann2snn import distributed
-from ann2snn.config import GRANULARITIES, INPUT_ENCODINGS, MAXPOOL_MODES, ConversionConfig
+from ann2snn.config import GRANULARITIES, INPUT_ENCODINGS, MAXPOOL_MODES, RESETS, ConversionConfig
 from ann2snn.data import (
     PRESETS, ArraySource, DataStream, Preprocessing, load_zoo_manifest, load_zoo_sample, open_source, preset,
 )
@@ -45,9 +45,9 @@ def _v_init_arg(text: str) -> float | str:
 
 
 def _bias_correction_arg(text: str) -> bool | str:
-    values = {"auto": "auto", "on": True, "off": False}
+    values = {"auto": "auto", "on": True, "off": False, "bias": "bias"}
     if text not in values:
-        raise argparse.ArgumentTypeError(f"expected auto, on or off, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected auto, on, off or bias, got {text!r}")
     return values[text]
 
 
@@ -61,8 +61,9 @@ def _config_flags() -> dict[str, dict]:
         "granularity": dict(choices=GRANULARITIES, help=f"one threshold per channel or per layer (default {d.granularity})"),
         "v_init": dict(type=_v_init_arg, metavar="{auto,FRACTION}",
                        help="initial membrane potential as a fraction of the threshold (0, 0.5) or auto (default auto)"),
-        "bias_correction": dict(type=_bias_correction_arg, metavar="{auto,on,off}",
-                                help="light calibration of biases on calibration data (default auto)"),
+        "bias_correction": dict(type=_bias_correction_arg, metavar="{auto,on,off,bias}",
+                                help="light calibration of biases and initial potentials on calibration data; "
+                                     "bias: biases only (default auto)"),
         "calibration_timesteps": dict(type=int, metavar="T",
                                       help=f"T used by mmse, bias correction and auto choices (default "
                                            f"{d.calibration_timesteps})"),
@@ -71,6 +72,11 @@ def _config_flags() -> dict[str, dict]:
                                       f"(default {d.holdout_fraction})"),
         "maxpool": dict(choices=MAXPOOL_MODES, help=f"spiking max-pool mode (default {d.maxpool})"),
         "signed": dict(action="store_true", help="signed IF neurons (better at small T, slower)"),
+        "reset": dict(choices=RESETS, help="after a spike, subtract the threshold (default) or reset to zero (NIR's "
+                                           "and Lava's IF)"),
+        "threshold_scale": dict(type=float, metavar="F",
+                                help=f"multiply every calibrated threshold by F (time dilation; default "
+                                     f"{d.threshold_scale:g})"),
         "input_encoding": dict(choices=INPUT_ENCODINGS, help="analog constant current (default) or seeded Poisson spikes"),
         "seed": dict(type=int, help=f"seed for every random choice (default {d.seed})"),
         "calibration_batch_size": dict(type=int, metavar="N",

@@ -22,16 +22,20 @@ def test_every_config_field_has_a_flag_that_reaches_the_config(command, tmp_path
     fields = [f.name for f in dataclasses.fields(ConversionConfig)]
     flags = {a.dest for a in _subparser(command)._actions}
     assert set(fields) <= flags
-    # a value different from every default, for each field, given on the command line
+    # a value different from every default, for each field, given on the command line (signed neurons
+    # reset by subtraction: --signed and --reset zero go in two command lines)
     argv = ["--norm", "mmse", "--granularity", "layer", "--v-init", "0.25", "--bias-correction", "on",
-            "--calibration-timesteps", "16", "--holdout-fraction", "0.5", "--maxpool", "spike", "--signed",
-            "--input-encoding", "poisson", "--seed", "3", "--calibration-batch-size", "7",
+            "--calibration-timesteps", "16", "--holdout-fraction", "0.5", "--maxpool", "spike",
+            "--threshold-scale", "1.5", "--input-encoding", "poisson", "--seed", "3", "--calibration-batch-size", "7",
             "--bias-correction-samples", "9", "--bias-correction-memory-mb", "11", "--auto"]
-    args = _subparser(command).parse_args(["m.onnx", *argv])
-    cfg = common.config_from_args(args)
     default = ConversionConfig()
-    assert all(getattr(cfg, f) != getattr(default, f) for f in fields), cfg
-    assert len(argv) - sum(a.startswith("--") for a in argv) == len(fields) - 2  # two flags take no value
+    changed = set()
+    for extra in (["--signed"], ["--reset", "zero"]):
+        cfg = common.config_from_args(_subparser(command).parse_args(["m.onnx", *argv, *extra]))
+        changed |= {f for f in fields if getattr(cfg, f) != getattr(default, f)}
+    assert changed == set(fields), set(fields) - changed
+    # every field is given once: --auto and --signed take no value, --reset's value is in the second line
+    assert len(argv) - sum(a.startswith("--") for a in argv) == len(fields) - 3
     # no flag given: the --config file's values are kept
     path = tmp_path / "c.json"
     path.write_text('{"seed": 5, "granularity": "layer"}')

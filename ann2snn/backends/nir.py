@@ -65,6 +65,7 @@ without ``I`` (e.g. Speck); the consumer then sums it over time.
 
 from __future__ import annotations
 
+import json
 import keyword
 import logging
 import os
@@ -85,11 +86,18 @@ log = logging.getLogger(__name__)
 
 BACKEND = "nir"
 READOUTS = ("integrator", "current")
+# "nir": the primitives alone mean what ann2snn simulates, in the node types every consumer implements;
+# "annotated": any conversion, exact only for a consumer that reads the metadata (reset, v_init, ...)
+SEMANTICS = ("nir", "annotated")
+DEFAULT_READOUT = {"nir": "current", "annotated": "integrator"}
 FIRE_CONDITION = "v >= v_threshold"
 RESET = "subtract"
 
 _WAY_OUT_MAX = ("convert a model that pools with AvgPool (e.g. the vgg_avgpool zoo model), or keep the network "
                 "in ann2snn's own format (SpikingNetwork.save / simulate)")
+_WAY_OUT_RECONVERT = ("convert for NIR: --reset zero --v-init 0 (what `ann2snn convert --target nir` does; "
+                      "ann2snn.backends.nir.NIR_CONVERSION in Python), or export with --nir-semantics annotated "
+                      "for a consumer that reads the metadata")
 _WAY_OUT_NATIVE = "keep the network in ann2snn's own format (SpikingNetwork.save / simulate)"
 
 Violation = tuple[str, str, str]
@@ -98,25 +106,31 @@ Violation = tuple[str, str, str]
 # ---------------------------------------------------------------------------------------------- API
 
 
-def to_nir(net, *, readout: str = "integrator") -> nir.NIRGraph:
+def to_nir(net, *, semantics: str = "nir", readout: str | None = None,
+           preprocessing: dict | None = None) -> nir.NIRGraph:
     """The converted network as a type-checked ``nir.NIRGraph`` (see the module docstring for the mapping).
 
-    ``net``: a ``SpikingNetwork``. ``readout``: ``"integrator"`` (an ``I`` node accumulates the output, so
-    the graph's output is the readout itself) or ``"current"`` (the per-step output current).
+    ``net``: a ``SpikingNetwork``. ``semantics``: ``"nir"`` (default; the network must be converted with
+    ``reset="zero"``, ``v_init=0`` and no initial charge, see :data:`NIR_CONVERSION`) or ``"annotated"``.
+    ``readout``: ``"integrator"`` (an ``I`` node accumulates the output, so the graph's output is the
+    readout itself) or ``"current"`` (the per-step output current; the default for ``semantics="nir"``,
+    as no consumer implements ``I``). ``preprocessing``: how raw inputs become the network's input (e.g.
+    ``Preprocessing.to_dict()``), recorded in the graph metadata.
     Raises ``BackendConstraintError`` listing every node NIR cannot express, before building anything.
     """
-    graph, violations = _Exporter(net, readout).run()
+    graph, violations = _Exporter(net, semantics, readout, preprocessing).run()
     if violations:
         raise BackendConstraintError(violations, backend=BACKEND)
     return graph
 
 
-def check_nir(net, *, readout: str = "integrator") -> list[Violation]:
+def check_nir(net, *, semantics: str = "nir", readout: str | None = None) -> list[Violation]:
     """Every (layer, problem, way out) that stops ``net`` from being exported to NIR; empty when it can be."""
-    return _Exporter(net, readout).run()[1]
+    return _Exporter(net, semantics, readout).run()[1]
 
 
-def export_nir(net, path: str | os.PathLike, *, overwrite: bool = False, readout: str = "integrator") -> Path:
+def export_nir(net, path: str | os.PathLike, *, overwrite: bool = False, semantics: str = "nir",
+               readout: str | None = None, preprocessing: dict | None = None) -> Path:
     """Write ``net`` as a NIR HDF5 file and return its path.
 
     The graph is built and validated first (``BackendConstraintError`` before anything is written), then
@@ -129,11 +143,13 @@ def export_nir(net, path: str | os.PathLike, *, overwrite: bool = False, readout
         raise FileExistsError(f"{path} exists (pass overwrite=True / --force to replace it)")
     if path.is_dir():
         raise IsADirectoryError(f"{path} is a directory; give a file name such as model.nir")
-    graph = to_nir(net, readout=readout)
+    graph = to_nir(net, semantics=semantics, readout=readout, preprocessing=preprocessing)
     directory = path.parent if str(path.parent) else Path(".")
     directory.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
         nir.write(tmp, graph)
+        if semantics == "nir":
+            _drop_default_v_reset(tmp)
         nir.read(tmp, type_check=True)  # the file must be readable by every nir-based importer
     log.info("wrote NIR graph with %d nodes and %d edges to %s", len(graph.nodes), len(graph.edges), path)
     return path
@@ -148,6 +164,19 @@ def nir_summary(graph: nir.NIRGraph) -> list[tuple[str, str, tuple[tuple[int, ..
 # ---------------------------------------------------------------------------------------------- internals
 
 
+def _drop_default_v_reset(path) -> None:
+    """Remove IF ``v_reset`` datasets that hold NIR's default (0): nir <= 1.0.4, which ``pip install
+    sinabs`` brings, has no ``v_reset`` field and refuses files that carry one; newer nir reads 0 back."""
+    import h5py
+
+    with h5py.File(path, "r+") as f:
+        nodes = f["node"]["nodes"]
+        for name in list(nodes):
+            group = nodes[name]
+            if "v_reset" in group and not np.any(group["v_reset"][()]):
+                del group["v_reset"]
+
+
 def _type_shape(types) -> tuple[int, ...] | None:
     if not isinstance(types, dict) or not types:
         return None
@@ -157,10 +186,14 @@ def _type_shape(types) -> tuple[int, ...] | None:
 
 def _flow_order(graph: nir.NIRGraph) -> list[str]:
     """Node names sorted topologically along the edges (Kahn, stable in insertion order)."""
-    names = list(graph.nodes)
+    return _order_of(graph.nodes, graph.edges)
+
+
+def _order_of(nodes, edges) -> list[str]:
+    names = list(nodes)
     indeg = {n: 0 for n in names}
     succ: dict[str, list[str]] = {n: [] for n in names}
-    for a, b in graph.edges:
+    for a, b in edges:
         if a in succ and b in indeg:
             succ[a].append(b)
             indeg[b] += 1
@@ -216,7 +249,9 @@ def _meta_value(v):
 @dataclass
 class _Exporter:
     net: object
-    readout: str
+    semantics: str
+    readout: str | None = None
+    preprocessing: dict | None = None
     names: _NameSpace = field(default_factory=_NameSpace)
     nodes: dict[str, nir.NIRNode] = field(default_factory=dict)
     edges: list[tuple[str, str]] = field(default_factory=list)
@@ -226,15 +261,19 @@ class _Exporter:
     out_shape: dict[str, tuple[int, ...]] = field(default_factory=dict)  # NIR node -> per-sample output shape
 
     def run(self) -> tuple[nir.NIRGraph | None, list[Violation]]:
+        if self.semantics not in SEMANTICS:
+            raise ValueError(f"semantics={self.semantics!r} (allowed: {', '.join(SEMANTICS)})")
+        self.readout = self.readout or DEFAULT_READOUT[self.semantics]
         if self.readout not in READOUTS:
             raise ValueError(f"readout={self.readout!r} (allowed: {', '.join(READOUTS)})")
+        self.portable = self.semantics == "nir"
         g = self.net.graph
         self.shapes = g.shapes
         ir_names = {n.name: self.names.take(n.name) for n in g.nodes}
         for spec in g.inputs:
             name = self.names.take(spec.name)
             self.nodes[name] = nir.Input(input_type=np.asarray(spec.shape, dtype=np.int64),
-                                         metadata={"ir_name": spec.name})
+                                         metadata=self._meta({"ir_name": spec.name}))
             self.out_shape[name] = tuple(spec.shape)
             self.sources[spec.name] = [name]
         self.ir_names = ir_names
@@ -244,11 +283,45 @@ class _Exporter:
             return None, list(self.violations)
         for out in g.outputs:
             self._readout(out, multiple=len(g.outputs) > 1)
-        graph = nir.NIRGraph(nodes=self.nodes, edges=self.edges, metadata=self._graph_metadata(),
+        if self.portable:
+            self._fold_thresholds()
+        # nodes in data-flow order: nirtorch's executor (Norse, Sinabs) runs them in the order they are stored
+        # and returns the value of the last one
+        graph = nir.NIRGraph(nodes={k: self.nodes[k] for k in _order_of(self.nodes, self.edges)}, edges=self.edges, metadata=self._graph_metadata(),
                              type_check=True)
         return graph, []
 
     # ------------------------------------------------------------------ helpers
+
+    def _meta(self, meta: dict) -> dict:
+        """Node metadata, kept only in the annotated form: the nir form's primitives say everything, and
+        nir <= 1.0.4 (what ``pip install sinabs`` brings) refuses metadata on most node types."""
+        return {} if self.portable else meta
+
+    def _scale_node(self, scale: np.ndarray, shape) -> nir.NIRNode | None:
+        """An elementwise scale of a ``shape`` tensor: ``Scale`` in the annotated form; in the nir form a
+        diagonal ``Affine`` (1-D) or 1x1 ``Conv2d`` (per channel), which every consumer implements, and
+        None when the scale varies inside a channel."""
+        scale = np.broadcast_to(np.asarray(scale, np.float32), shape)
+        if not self.portable:
+            return nir.Scale(scale=_f32(scale))
+        if len(shape) == 1:
+            return nir.Affine(weight=_f32(np.diag(scale)), bias=np.zeros(shape[0], np.float32))
+        if len(shape) == 3 and _per_channel(scale):
+            c = shape[0]
+            return nir.Conv2d(input_shape=_pair(shape[1:]), weight=_f32(np.diag(scale[:, 0, 0]).reshape(c, c, 1, 1)),
+                              stride=_pair((1, 1)), padding=_pair((0, 0)), dilation=_pair((1, 1)), groups=1,
+                              bias=np.zeros(c, np.float32))
+        return None
+
+    def _pool_as_conv(self, channels: int, hw_in, kernel, stride, padding) -> nir.Conv2d:
+        """Average pooling as the equivalent Conv2d (weight 1/(kH*kW) from each channel to itself): NIR's
+        AvgPool2d is not implemented by Norse or Sinabs, Conv2d is by every consumer."""
+        kh, kw = int(kernel[0]), int(kernel[1])
+        weight = np.zeros((channels, channels, kh, kw), np.float32)
+        weight[np.arange(channels), np.arange(channels)] = 1.0 / (kh * kw)
+        return nir.Conv2d(input_shape=_pair(hw_in), weight=weight, stride=_pair(stride), padding=_pair(padding),
+                          dilation=_pair((1, 1)), groups=1, bias=np.zeros(channels, np.float32))
 
     def _violation(self, n: ir.Node, problem: str, way_out: str) -> None:
         self.violations.append((n.name, f"{type(n).__name__}: {problem}", way_out))
@@ -264,8 +337,11 @@ class _Exporter:
             if k > 1:
                 mult = self.names.take(f"{src}_times{k}")
                 shape = self.out_shape[src]
-                self.nodes[mult] = nir.Scale(scale=np.full(shape, float(k), np.float32),
-                                             metadata={"note": f"fan-in of one source {k} times"})
+                node = self._scale_node(np.full(shape, float(k), np.float32), shape)
+                if node is None:  # a fan-in scale is uniform, so only a rank the nir form lacks gets here
+                    raise ValueError(f"no nir-form scale for a {shape} tensor")
+                node.metadata = self._meta({"note": f"fan-in of one source {k} times"})
+                self.nodes[mult] = node
                 self.out_shape[mult] = shape
                 self.edges.append((src, mult))
                 src = mult
@@ -277,7 +353,7 @@ class _Exporter:
     def _single(self, n: ir.Node, node: nir.NIRNode, extra_meta: dict | None = None) -> None:
         """Emit ``node`` for IR node ``n`` (named after it) reading n's inputs."""
         name = self.ir_names[n.name]
-        node.metadata = {"ir_name": n.name, **(extra_meta or {})}
+        node.metadata = self._meta({"ir_name": n.name, **(extra_meta or {})})
         self._add(name, node, self._inputs_of(n), self.shapes[n.name])
         self.sources[n.name] = [name]
 
@@ -291,7 +367,9 @@ class _Exporter:
         elif isinstance(n, ir.Conv2d):
             self._conv(n, shape_in)
         elif isinstance(n, ir.Dense):
-            if n.bias is None:
+            if n.bias is None and self.portable:  # Sinabs and snnTorch map Affine only
+                self._single(n, nir.Affine(weight=_f32(n.weight), bias=np.zeros(n.weight.shape[0], np.float32)))
+            elif n.bias is None:
                 self._single(n, nir.Linear(weight=_f32(n.weight)))
             else:
                 self._single(n, nir.Affine(weight=_f32(n.weight), bias=_f32(n.bias)))
@@ -302,7 +380,10 @@ class _Exporter:
             self._avgpool(n, shape_in, shape_out)
         elif isinstance(n, ir.GlobalAvgPool):
             hw = _pair(shape_in[1:])
-            self._single(n, nir.AvgPool2d(kernel_size=hw, stride=hw.copy(), padding=_pair((0, 0))))
+            if self.portable:
+                self._single(n, self._pool_as_conv(shape_in[0], hw, hw, hw, (0, 0)))
+            else:
+                self._single(n, nir.AvgPool2d(kernel_size=hw, stride=hw.copy(), padding=_pair((0, 0))))
         elif isinstance(n, ir.ScaleShift):
             self._scale_shift(n, shape_out)
         elif isinstance(n, ir.Add):
@@ -328,11 +409,21 @@ class _Exporter:
             self._violation(n, "signed IF neurons emit -1 spikes, which NIR's IF cannot",
                             "convert with ConversionConfig(signed=False)")
             return
-        v0 = np.asarray(n.v_init, np.float32)
-        v0 = v0.reshape((-1,) + (1,) * (len(shape) - 1)) if v0.size > 1 else v0.reshape(())
-        meta = {"reset": RESET, "fire_condition": FIRE_CONDITION,
-                "v_init": _f32(np.broadcast_to(v0, shape)), "scale": _f32(n.scale).reshape(-1)}
-        self._single(n, nir.IF(r=np.ones(shape, np.float32), v_threshold=np.ones(shape, np.float32),
+        v0 = _per_channel_full(n.v_init, shape)
+        theta = _per_channel_full(n.threshold, shape)
+        if self.portable:
+            problems = ([] if n.reset == "zero" else ["resets by subtraction (NIR's IF resets to v_reset = 0)"]) + (
+                [] if not np.any(v0) else [f"starts at a non-zero potential (v_init {float(v0.min()):.2f} to "
+                                           f"{float(v0.max()):.2f}; NIR's IF starts at 0)"])
+            if problems:
+                self._violation(n, " and ".join(problems), _WAY_OUT_RECONVERT)
+                return
+            # the primitives say it all: v += I; spike when v > v_threshold; v = v_reset = 0
+            self._single(n, nir.IF(r=np.ones(shape, np.float32), v_threshold=theta, v_reset=np.zeros(shape, np.float32)))
+            return
+        fire = FIRE_CONDITION if n.reset == "subtract" else "v > v_threshold"
+        meta = {"reset": n.reset, "fire_condition": fire, "v_init": v0, "scale": _f32(n.scale).reshape(-1)}
+        self._single(n, nir.IF(r=np.ones(shape, np.float32), v_threshold=theta,
                                v_reset=np.zeros(shape, np.float32)), meta)
 
     def _conv(self, n: ir.Conv2d, shape_in) -> None:
@@ -364,6 +455,14 @@ class _Exporter:
                                f"({floor[0]}x{floor[1]})", "re-export the model with ceil_mode=False, or "
                                + _WAY_OUT_NATIVE)
             return
+        if self.portable and (t or l) and not n.count_include_pad:
+            self._violation(n, "count_include_pad=False with pads divides each position by its own count, "
+                               "which no Conv2d does", "re-export the model with count_include_pad=True or "
+                               "without pooling pads, or export with semantics='annotated'")
+            return
+        if self.portable:
+            self._single(n, self._pool_as_conv(c, (h, w), n.kernel, n.stride, (t, l)))
+            return
         pool = nir.AvgPool2d(kernel_size=_pair(n.kernel), stride=_pair(n.stride), padding=_pair((t, l)))
         if not (t or l) or n.count_include_pad:
             self._single(n, pool)
@@ -385,8 +484,11 @@ class _Exporter:
     def _scale_shift(self, n: ir.ScaleShift, shape) -> None:
         scale = np.broadcast_to(np.asarray(n.scale, np.float32), shape)
         shift = np.broadcast_to(np.asarray(n.shift, np.float32), shape)
-        if not np.any(shift):
-            self._single(n, nir.Scale(scale=_f32(scale)))
+        if not np.any(shift) and self._scale_node(scale, shape) is not None:
+            self._single(n, self._scale_node(scale, shape))
+        elif not np.any(shift) and len(shape) != 1:
+            self._violation(n, f"a scale that varies inside a channel of a {shape} tensor has no form in the "
+                               "node types NIR consumers implement", "export with semantics='annotated'")
         elif len(shape) == 1:
             self._single(n, nir.Affine(weight=_f32(np.diag(scale)), bias=_f32(shift)),
                          {"note": "ScaleShift as a diagonal Affine"})
@@ -405,7 +507,10 @@ class _Exporter:
         if tuple(shape_in) == tuple(shape_out):
             self.sources[n.name] = self._inputs_of(n)
         elif len(shape_out) == 1:
-            self._single(n, nir.Flatten(input_type=np.asarray(shape_in, np.int64), start_dim=0, end_dim=-1))
+            # start_dim counted from the end: NIR's dims exclude the batch axis, but Norse and snnTorch hand
+            # start_dim to torch.nn.Flatten as it is (0 would flatten the batch too); -len means the same to all
+            self._single(n, nir.Flatten(input_type=np.asarray(shape_in, np.int64),
+                                        start_dim=-len(shape_in) if self.portable else 0, end_dim=-1))
         else:
             self._violation(n, f"reshape {shape_in} -> {shape_out} is not a flatten; NIR has only Flatten",
                             "reshape only to (N,) (flatten) in the model, or " + _WAY_OUT_NATIVE)
@@ -417,19 +522,63 @@ class _Exporter:
         srcs = self.sources[out]
         suffix = f"_{out}" if multiple else ""
         unit = np.broadcast_to(np.asarray(self.net.output_units.get(out, 1.0), np.float32), shape)
-        if not np.all(unit == 1.0):
+        if not np.all(unit == 1.0) and not self._fold_unit(srcs, unit):
             name = self.names.take(f"readout_unit{suffix}")
-            self._add(name, nir.Scale(scale=_f32(unit), metadata={"note": "ANN value of one output unit"}), srcs,
-                      shape)
+            node = self._scale_node(unit, shape)
+            if node is None:
+                raise ValueError(f"output {out!r}: an output unit that varies inside a channel has no nir form")
+            node.metadata = self._meta({"note": "ANN value of one output unit"})
+            self._add(name, node, srcs, shape)
             srcs = [name]
         if self.readout == "integrator":
             name = self.names.take(f"readout{suffix}")
-            self._add(name, nir.I(r=np.ones(shape, np.float32), metadata={
-                "note": "accumulates the output; prediction = argmax at the last step, estimate = value / T"}),
+            self._add(name, nir.I(r=np.ones(shape, np.float32), metadata=self._meta({
+                "note": "accumulates the output; prediction = argmax at the last step, estimate = value / T"})),
                 srcs, shape)
             srcs = [name]
         name = self.names.take(f"output{suffix}")
-        self._add(name, nir.Output(output_type=np.asarray(shape, np.int64), metadata={"ir_name": out}), srcs, shape)
+        self._add(name, nir.Output(output_type=np.asarray(shape, np.int64), metadata=self._meta({"ir_name": out})), srcs,
+                  shape)
+
+    def _fold_thresholds(self) -> None:
+        """Give every IF threshold 1 by dividing its input current by its threshold (v > theta_c with input I
+        is v > 1 with input I / theta_c): snnTorch's importer refuses thresholds that differ between
+        neurons. A Conv2d or Affine that feeds only this IF is rescaled in place; any other input edge gets
+        a diagonal node."""
+        for name, node in list(self.nodes.items()):
+            if not isinstance(node, nir.IF) or np.all(node.v_threshold == 1):
+                continue
+            theta = node.v_threshold
+            per_unit = theta[:, 0, 0] if theta.ndim == 3 else theta.reshape(-1)
+            for src in [a for a, b in self.edges if b == name]:
+                pre = self.nodes[src]
+                alone = [b for a, b in self.edges if a == src] == [name]
+                if alone and isinstance(pre, (nir.Conv2d, nir.Affine)):
+                    w = pre.weight / per_unit.reshape((-1,) + (1,) * (pre.weight.ndim - 1))
+                    b = pre.bias / per_unit
+                    self.nodes[src] = (nir.Affine(weight=_f32(w), bias=_f32(b)) if isinstance(pre, nir.Affine) else
+                                       nir.Conv2d(input_shape=pre.input_shape, weight=_f32(w), stride=pre.stride,
+                                                  padding=pre.padding, dilation=pre.dilation, groups=pre.groups,
+                                                  bias=_f32(b)))
+                    continue
+                div = self.names.take(f"{name}_threshold")
+                self.nodes[div] = self._scale_node(1.0 / theta, theta.shape)
+                self.out_shape[div] = theta.shape
+                self.edges[self.edges.index((src, name))] = (src, div)
+                self.edges.append((div, name))
+            self.nodes[name] = nir.IF(r=node.r, v_threshold=np.ones_like(theta), v_reset=node.v_reset)
+
+    def _fold_unit(self, srcs: list[str], unit: np.ndarray) -> bool:
+        """In the nir form, fold the output unit into the Affine that computes the output, if one alone does
+        (the readout's value is then the ANN's); True when folded."""
+        if not self.portable or len(srcs) != 1 or unit.ndim != 1:
+            return False
+        node = self.nodes[srcs[0]]
+        if not isinstance(node, nir.Affine) or any(a == srcs[0] for a, _ in self.edges):
+            return False
+        self.nodes[srcs[0]] = nir.Affine(weight=_f32(node.weight * unit[:, None]), bias=_f32(node.bias * unit),
+                                         metadata=node.metadata)
+        return True
 
     def _graph_metadata(self) -> dict:
         net = self.net
@@ -437,21 +586,39 @@ class _Exporter:
         sm = net.output_softmax
         from ann2snn import __version__
 
+        neurons = [n for n in net.graph.nodes if isinstance(n, IF)]
+        v0 = np.concatenate([np.asarray(n.v_init, np.float32).reshape(-1) for n in neurons]) if neurons else np.zeros(1)
+        reset = neurons[0].reset if neurons else "subtract"
+        if self.portable:
+            model = ("NIR's IF read literally, in normalized units: per step v += r*I (r=1, dt=1, no synaptic "
+                     "delay); spike 1 when v > v_threshold; then v = v_reset = 0; every v starts at 0")
+        elif reset == "zero":
+            model = ("IF in normalized units: per step v += r*I (r=1, dt=1, no synaptic delay); spike 1 when "
+                     "v > v_threshold; then v = 0 (reset to zero); v starts at the IF node's metadata v_init")
+        else:
+            model = ("IF in normalized units: per step v += r*I (r=1, dt=1, no synaptic delay); spike 1 when "
+                     "v >= v_threshold (=1); then v -= v_threshold (reset by subtraction); v starts at the IF "
+                     "node's metadata v_init")
         meta = {
             "producer": "ann2snn", "producer_version": __version__, "name": net.graph.name,
-            "neuron_model": "IF in normalized units: per step v += r*I (r=1, dt=1, no synaptic delay); spike 1 "
-                            "when v >= v_threshold (=1); then v -= v_threshold (reset by subtraction)",
-            "reset": RESET, "fire_condition": FIRE_CONDITION, "dt": 1.0,
-            "v_init": cfg.v_init if isinstance(cfg.v_init, str) else float(cfg.v_init),
-            "v_init_note": "IF nodes start at their metadata v_init (threshold units), not at 0",
+            "semantics": self.semantics, "neuron_model": model,
+            "reset": reset, "fire_condition": FIRE_CONDITION if reset == "subtract" else "v > v_threshold",
+            "dt": 1.0,
+            # the potentials every IF really starts at (bias correction charges them per neuron)
+            "v_init": float(v0[0]) if np.all(v0 == v0[0]) else "per_neuron",
+            "v_init_range": np.asarray([v0.min(), v0.max()], np.float32),
             "input_encoding": cfg.input_encoding, "input_unit": float(net.input_unit),
             "input_note": ("present the same input x at every step (constant current)" if cfg.input_encoding ==
                            "analog" else "feed Poisson spikes: P(spike)=|x|/input_unit per step, value sign(x)"),
+            "preprocessing": ("none recorded: apply the model's own preprocessing" if self.preprocessing is None
+                              else json.dumps(self.preprocessing, sort_keys=True)),
             "readout": self.readout,
             "prediction": "argmax of the output accumulated over T steps" + (
                 " (the I node accumulates it)" if self.readout == "integrator" else " (sum the output over time)"),
             "output_softmax": "none" if sm is None else ("log_softmax" if sm.log else "softmax"),
         }
+        if not self.portable:
+            meta["v_init_note"] = "IF nodes start at their metadata v_init (threshold units), not at 0"
         return _meta_value(meta)
 
 
@@ -461,6 +628,13 @@ def _ungroup(weight: np.ndarray, groups: int) -> np.ndarray:
     full = np.zeros((co, cig * groups) + weight.shape[2:], np.float32)
     full[np.arange(co)[:, None], ir.conv_input_channels(co, cig, groups)] = weight
     return full
+
+
+def _per_channel_full(values, shape) -> np.ndarray:
+    """A per-channel (or scalar) neuron parameter broadcast to the layer's full per-sample ``shape``."""
+    a = np.asarray(values, np.float32)
+    a = a.reshape((-1,) + (1,) * (len(shape) - 1)) if a.size > 1 else a.reshape(())
+    return _f32(np.broadcast_to(a, shape))
 
 
 def _per_channel(a: np.ndarray) -> bool:

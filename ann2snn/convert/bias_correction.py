@@ -29,12 +29,14 @@ log = logging.getLogger(__name__)
 
 # the correction is fitted from the mean rates at T and at this many times T (see bias_correct)
 BIAS_CORRECTION_HORIZON = 4
+_THRESHOLD_RANGE = (0.5, 2.0)  # of a reset-to-zero IF: a lower one fires on noise, a higher one barely
 _V0_RANGE = (-1.0, 0.99)  # initial potentials outside it would fire (or stay silent) regardless of the input
 _BATCH = 100  # samples simulated together (the simulator's default batch)
 _TIME_CHUNK = 4
 
 
-def bias_correct(net: SpikingNetwork, x: np.ndarray, timesteps: int, memory_mb: float = 1024) -> SpikingNetwork:
+def bias_correct(net: SpikingNetwork, x: np.ndarray, timesteps: int, memory_mb: float = 1024,
+                 charge: bool = True) -> SpikingNetwork:
     """Correct every IF layer's bias and initial potential so its mean rate per channel matches the ANN.
 
     Per IF layer and channel, the SNN's mean rate (normalized) at T is modelled as ``phi(T) = r - D/T``: a
@@ -47,6 +49,9 @@ def bias_correct(net: SpikingNetwork, x: np.ndarray, timesteps: int, memory_mb: 
     (correcting all layers from one simulation instead over-corrects deep ones: a layer's correction also
     absorbs its upstream layers' errors, which they then fix themselves; measured on the zoo ResNet, hold-out
     agreement with the ANN fell from 98.1 % to 87.4 % after two such passes).
+
+    ``charge=False`` shifts the biases by the steady-state error only and leaves every initial potential as
+    it is (for NIR and Lava, whose IF neurons start at 0).
     """
     t1, t2 = int(timesteps), BIAS_CORRECTION_HORIZON * int(timesteps)
     graph = net.graph
@@ -67,19 +72,26 @@ def bias_correct(net: SpikingNetwork, x: np.ndarray, timesteps: int, memory_mb: 
     recordings: dict[str, list[list[tuple]]] = {}  # IF layer -> per batch, its packed chunks
     left = {name: len(r) for name, r in readers.items()}
     for name in layers:
-        src = _bias_source(graph, graph.node(name).inputs[0])
-        if src is not None and ann_means[name].size == src.weight.shape[0]:
+        node = graph.node(name)
+        src = _bias_source(graph, node.inputs[0])
+        zero_reset = node.reset == "zero" and charge
+        if zero_reset or (src is not None and ann_means[name].size == src.weight.shape[0]):
             counts = _run_layer(net, graph, name, feeders[name], batches, recordings, t2, count_at=(t1, t2))
             positions = n * (int(np.prod(shapes[name][1:])) if len(shapes[name]) > 1 else 1)
             phi1, phi2 = counts[t1] / (positions * t1), counts[t2] / (positions * t2)  # rates: lambda is 1
             rate = (t2 * phi2 - t1 * phi1) / (t2 - t1)
-            deficit = t1 * t2 * (phi2 - phi1) / (t2 - t1)
-            delta = (rate - ann_means[name] / np.asarray(net.scales[name], np.float64).reshape(-1)).astype(np.float32)
-            c_out = src.weight.shape[0]
-            bias = (src.bias if src.bias is not None else np.zeros(c_out, np.float32)) - delta
-            v0 = np.broadcast_to(np.asarray(graph.node(name).v_init, np.float64).reshape(-1), (c_out,))
-            v0 = np.clip(v0 + deficit, *_V0_RANGE).astype(np.float32)
-            fixed = {src.name: replace(src, bias=bias), name: replace(graph.node(name), v_init=v0)}
+            target = ann_means[name] / np.asarray(net.scales[name], np.float64).reshape(-1)
+            if zero_reset:
+                fixed = {name: replace(node, threshold=_zero_reset_thresholds(node, rate, target))}
+            else:
+                deficit = t1 * t2 * (phi2 - phi1) / (t2 - t1)
+                c_out = src.weight.shape[0]
+                bias = (src.bias if src.bias is not None else np.zeros(c_out, np.float32)) - (rate - target).astype(
+                    np.float32)
+                fixed = {src.name: replace(src, bias=bias)}
+                if charge:
+                    v0 = np.broadcast_to(np.asarray(node.v_init, np.float64).reshape(-1), (c_out,))
+                    fixed[name] = replace(node, v_init=np.clip(v0 + deficit, *_V0_RANGE).astype(np.float32))
             graph = replace(graph, nodes=tuple(fixed.get(m.name, m) for m in graph.nodes))  # same order
         else:
             log.debug("bias correction: no biased linear op with one output per channel feeds %s; skipped", name)
@@ -89,7 +101,22 @@ def bias_correct(net: SpikingNetwork, x: np.ndarray, timesteps: int, memory_mb: 
             left[upstream] -= 1
             if left[upstream] == 0:
                 del recordings[upstream]
-    return replace(net, graph=graph, record=net.record.replace(bias_correction=True, bias_correction_samples=n))
+    return replace(net, graph=graph, record=net.record.replace(bias_correction=True if charge else "bias",
+                                                               bias_correction_samples=n))
+
+
+def _zero_reset_thresholds(node, rate: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Per-channel thresholds that give a reset-to-zero IF layer its ANN mean rate ``target``.
+
+    A reset to zero loses the residue above the threshold, on average half a step's input x: the rate is
+    about x / (theta + x/2). The measured ``rate`` gives each channel's mean x; the new theta solves
+    x / (theta + x/2) = target. Channels that are silent (or whose target is 0) keep their threshold.
+    """
+    theta = np.broadcast_to(np.asarray(node.threshold, np.float64).reshape(-1), rate.shape)
+    x = rate * theta / np.maximum(1.0 - rate / 2, 1e-6)
+    ok = (rate > 0) & (target > 0)
+    new = np.where(ok, x / np.where(ok, target, 1.0) - x / 2, theta)
+    return np.clip(new, *_THRESHOLD_RANGE).astype(np.float32)
 
 
 def _ann_channel_means(net: SpikingNetwork, batches) -> dict[str, np.ndarray]:

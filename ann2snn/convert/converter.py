@@ -243,7 +243,7 @@ def _make_if(b: _Builder, name: str, inputs, lam: np.ndarray, shape) -> IF:
     if v0 is None:
         v0 = np.full((1,), float(b.config.v_init if b.config.v_init != "auto" else 0.0), np.float32)
     return IF(name, tuple(inputs), scale=lam.astype(np.float32), v_init=np.asarray(v0, np.float32),
-              signed=b.config.signed)
+              signed=b.config.signed, reset=b.config.reset)
 
 
 def _convert_linear(b: _Builder, n: ir.Node, unit_in: np.ndarray, shape_in, shape_out) -> None:

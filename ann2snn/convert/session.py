@@ -128,11 +128,14 @@ class ConversionSession:
             scales = self.scales(config)
         else:
             check_scales_match(scales, plan.spiking)
-        cfg = config.replace(bias_correction=bool(config.bias_correction))
+        if config.threshold_scale != 1:
+            scales = {k: np.asarray(v, np.float32) * np.float32(config.threshold_scale) for k, v in scales.items()}
+        cfg = config if config.bias_correction == "bias" else config.replace(
+            bias_correction=bool(config.bias_correction))
         net = build_network(plan, scales, cfg, float(config.v_init), self.input_unit)
         if cfg.bias_correction:
             net = bias_correct(net, self.fit[: cfg.bias_correction_samples], cfg.calibration_timesteps,
-                               cfg.bias_correction_memory_mb)
+                               cfg.bias_correction_memory_mb, charge=cfg.bias_correction != "bias")
         return net
 
     def score(self, net: SpikingNetwork, timesteps) -> dict:

@@ -16,6 +16,13 @@ def if_step(v: torch.Tensor, current: torch.Tensor) -> tuple[torch.Tensor, torch
     return s, m - s
 
 
+def if_zero_step(v: torch.Tensor, current: torch.Tensor, threshold=1.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Integrate-and-fire, reset to zero, fires on v > threshold (NIR's and Lava's IF)."""
+    m = v + current
+    s = (m > threshold).to(m.dtype)
+    return s, m * (1.0 - s)
+
+
 def signed_if_step(v: torch.Tensor, count: torch.Tensor, current: torch.Tensor):
     """Signed IF: like ``if_step``, plus a -1 spike when v < 0 and the net count is positive.
 
@@ -30,7 +37,8 @@ def signed_if_step(v: torch.Tensor, count: torch.Tensor, current: torch.Tensor):
 
 
 def run_if_chunk(v: torch.Tensor, current: torch.Tensor, steps: int, out: torch.Tensor,
-                 count: torch.Tensor | None = None, constant: bool = False):
+                 count: torch.Tensor | None = None, constant: bool = False, reset: str = "subtract",
+                 threshold: torch.Tensor | float = 1.0):
     """Run ``steps`` IF updates, writing spikes into ``out[t]``.
 
     ``current`` is (steps, *v.shape), or v.shape when ``constant`` (the first layer's analog input:
@@ -38,10 +46,18 @@ def run_if_chunk(v: torch.Tensor, current: torch.Tensor, steps: int, out: torch.
     are exact in it); the membrane potential keeps ``v``'s dtype. Returns the final (v, count); the
     arguments are not modified.
 
-    Same arithmetic as ``if_step``/``signed_if_step`` (m = v + I; s = m >= 1; v = m - s), done in place
-    on one working copy of the state, so each step makes three passes over the layer and allocates nothing.
+    Same arithmetic as ``if_step``/``signed_if_step`` (m = v + I; s = m >= 1; v = m - s), or
+    ``if_zero_step`` with ``reset="zero"`` (``threshold`` broadcasts against v), done in place on one working copy of the state, so each step
+    makes three passes over the layer and allocates nothing.
     """
     v = v.clone()
+    if reset == "zero":
+        for t in range(steps):
+            v.add_(current if constant else current[t])
+            s = out[t]
+            torch.gt(v, threshold, out=s)
+            v.masked_fill_(s.bool(), 0.0)
+        return v, None
     if count is None:
         for t in range(steps):
             v.add_(current if constant else current[t])

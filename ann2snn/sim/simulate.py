@@ -340,7 +340,10 @@ class _BatchRun:
             v0 = torch.as_tensor(n.v_init, dtype=dtype, device=current.device)
             v0 = v0.reshape((-1,) + (1,) * (len(shape) - 2)) if v0.numel() > 1 else v0.reshape(())
             like = current if constant else current[0]  # same memory layout as the current (channels-last)
-            st = {"v": torch.zeros_like(like, dtype=dtype).add_(v0),
+            theta = np.asarray(n.threshold, np.float32)
+            theta = (1.0 if np.all(theta == 1) else torch.as_tensor(theta.reshape(
+                (-1,) + (1,) * (len(shape) - 2) if theta.size > 1 else ()), dtype=dtype, device=current.device))
+            st = {"v": torch.zeros_like(like, dtype=dtype).add_(v0), "threshold": theta,
                   "count": torch.zeros_like(like, dtype=dtype) if n.signed else None}
             self.state[n.name] = st
         # spikes are computed in v's dtype: an IF step writing bfloat16 spikes (and subtracting them from a
@@ -353,7 +356,8 @@ class _BatchRun:
             out = torch.empty((tc,) + shape, dtype=dtype, device=current.device)
         else:
             out = torch.empty_like(current, dtype=dtype)
-        st["v"], st["count"] = run_if_chunk(st["v"], current, tc, out, st["count"], constant)
+        st["v"], st["count"] = run_if_chunk(st["v"], current, tc, out, st["count"], constant, n.reset,
+                                            st["threshold"])
         return out if self.spike_dtype == dtype else out.to(self.spike_dtype)
 
     def _cumulative_pool(self, n, x: torch.Tensor) -> torch.Tensor:

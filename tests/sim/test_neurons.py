@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from ann2snn.sim.neurons import if_step, run_if_chunk, signed_if_step
+from ann2snn.sim.neurons import if_step, if_zero_step, run_if_chunk, signed_if_step
 
 
 def test_if_trace_by_hand():
@@ -68,3 +68,28 @@ def test_chunked_equals_step_by_step():
         n = min(7, 20 - start)
         v2, _ = run_if_chunk(v2, cur[start:start + n], n, out2[start:start + n])
     assert torch.equal(out1, out2)
+
+
+def test_zero_reset_loses_the_residue_and_fires_only_above_the_threshold():
+    # constant 0.6: 0.6, 1.2 > 1 fires and resets to 0 (the 0.2 residue is lost): one spike every 2 steps
+    s, v = if_zero_step(torch.tensor([0.0]), torch.tensor([0.6]))
+    assert (float(s), float(v)) == (0.0, pytest.approx(0.6))
+    s, v = if_zero_step(v, torch.tensor([0.6]))
+    assert (float(s), float(v)) == (1.0, 0.0)
+    s, v = if_zero_step(torch.tensor([0.5]), torch.tensor([0.5]))  # exactly at the threshold: no spike
+    assert (float(s), float(v)) == (0.0, 1.0)
+
+
+@pytest.mark.parametrize("constant", [False, True])
+def test_zero_reset_chunk_equals_the_step_function(constant):
+    torch.manual_seed(2)
+    cur = torch.rand(4, 3) * 1.5 - 0.2 if constant else torch.randn(30, 4, 3)
+    cur[0, 0] = 0.5  # lands exactly on the threshold after two steps
+    v0 = torch.rand(4, 3) * 0.5
+    out = torch.empty(30, 4, 3)
+    v_end, _ = run_if_chunk(v0, cur, 30, out, constant=constant, reset="zero")
+    v = v0
+    for t in range(30):
+        s, v = if_zero_step(v, cur if constant else cur[t])
+        assert torch.equal(out[t], s), t
+    assert torch.equal(v_end, v)
