@@ -16,6 +16,12 @@ GRANULARITIES = ("channel", "layer")
 MAXPOOL_MODES = ("pre_neuron", "cumulative", "spike")
 INPUT_ENCODINGS = ("analog", "poisson")
 BIAS_CORRECTION_MODES = ("bias", "auto")  # besides True and False
+THRESHOLD_SCALES_AUTO = (1.0, 1.5)  # the candidates of threshold_scale="auto"
+
+
+def bias_correction_text(value) -> str:
+    """The CLI spelling of a bias_correction value: on, off, bias or auto."""
+    return value if isinstance(value, str) else ("on" if value else "off")
 
 
 @dataclass(frozen=True)
@@ -45,9 +51,11 @@ class ConversionConfig:
     signed: signed IF neurons (emit -1 to cancel excess spikes: more accurate at small T, ~30% slower).
     reset: ``subtract`` (v -= threshold after a spike, fires on v >= threshold: rates are exact up to
         1/T) or ``zero`` (v = 0 after a spike, fires on v > threshold: NIR's and Lava's IF, which loses
-        the residue; ``threshold_scale`` and ``bias_correction="bias"`` compensate).
+        the residue; bias correction then lowers per-channel thresholds to pay it back, and
+        ``threshold_scale`` can dilate time).
     threshold_scale: every calibrated threshold is multiplied by this factor (> 0; time dilation: lower
-        rates, so the residue a reset to zero loses is a smaller part of each spike).
+        rates, so the residue a reset to zero loses is a smaller part of each spike), or ``"auto"``: 1 or
+        1.5, chosen on held-out calibration data with ``v_init`` and ``bias_correction``.
     input_encoding: ``analog`` (constant current into the first layer) or ``poisson`` (seeded).
     seed: seed of the Poisson encoder (and of any random choice; determinism is a promise).
     auto: run :func:`ann2snn.tune` first (``ann2snn tune``): search norm, granularity, v_init, bias
@@ -65,7 +73,7 @@ class ConversionConfig:
     maxpool: str = "pre_neuron"
     signed: bool = False
     reset: str = "subtract"
-    threshold_scale: float = 1.0
+    threshold_scale: float | str = 1.0
     input_encoding: str = "analog"
     seed: int = 0
     calibration_batch_size: int = 128
@@ -106,9 +114,10 @@ class ConversionConfig:
             problems.append(f"reset={self.reset!r} (allowed: {', '.join(RESETS)})")
         elif self.reset != "subtract" and self.signed is True:
             problems.append("signed neurons reset by subtraction: reset='zero' needs signed=False")
-        if (isinstance(self.threshold_scale, bool) or not isinstance(self.threshold_scale, numbers.Real)
+        if self.threshold_scale != "auto" and (
+                isinstance(self.threshold_scale, bool) or not isinstance(self.threshold_scale, numbers.Real)
                 or not 0 < self.threshold_scale < float("inf")):
-            problems.append(f"threshold_scale={self.threshold_scale!r} must be a positive number")
+            problems.append(f"threshold_scale={self.threshold_scale!r} must be a positive number or 'auto'")
         if self.auto not in (True, False):
             problems.append(f"auto={self.auto!r} must be true or false")
         if problems:

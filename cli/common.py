@@ -36,7 +36,7 @@ def timesteps_arg(text: str) -> list[int]:
     return ts
 
 
-def _v_init_arg(text: str) -> float | str:
+def _v_init_arg(text: str) -> float | str:  # also --threshold-scale
     # a number, else the text: ConversionConfig names what is wrong, with the other invalid values
     try:
         return float(text)
@@ -74,9 +74,9 @@ def _config_flags() -> dict[str, dict]:
         "signed": dict(action="store_true", help="signed IF neurons (better at small T, slower)"),
         "reset": dict(choices=RESETS, help="after a spike, subtract the threshold (default) or reset to zero (NIR's "
                                            "and Lava's IF)"),
-        "threshold_scale": dict(type=float, metavar="F",
-                                help=f"multiply every calibrated threshold by F (time dilation; default "
-                                     f"{d.threshold_scale:g})"),
+        "threshold_scale": dict(type=_v_init_arg, metavar="{auto,F}",
+                                help=f"multiply every calibrated threshold by F (time dilation), or auto: chosen "
+                                     f"on held-out calibration data (default {d.threshold_scale:g})"),
         "input_encoding": dict(choices=INPUT_ENCODINGS, help="analog constant current (default) or seeded Poisson spikes"),
         "seed": dict(type=int, help=f"seed for every random choice (default {d.seed})"),
         "calibration_batch_size": dict(type=int, metavar="N",
@@ -150,15 +150,18 @@ def scales_from_args(args) -> dict | None:
     return load_scales(path)
 
 
-def config_from_args(args) -> ConversionConfig:
-    fields = {}
+def config_from_args(args, defaults: dict | None = None) -> ConversionConfig:
+    """The ConversionConfig of the command line: ConversionConfig's defaults, then ``defaults`` (a
+    target's own, e.g. the NIR conversion), then the --config file, then the flags given."""
+    fields = dict(defaults or {})
     if getattr(args, "config", None):
         try:
-            fields = json.loads(Path(args.config).read_text())
+            doc = json.loads(Path(args.config).read_text())
         except (OSError, ValueError) as e:
             raise DataError(f"{args.config}: cannot read the config JSON: {e}") from None
-        if not isinstance(fields, dict):
+        if not isinstance(doc, dict):
             raise DataError(f"{args.config}: the config JSON must be an object of ConversionConfig fields")
+        fields.update(doc)
     flags = {f.name: getattr(args, f.name, None) for f in dataclasses.fields(ConversionConfig)}
     given = {k: v for k, v in flags.items() if v is not None}
     fields.update(given)

@@ -38,7 +38,7 @@ def add_arguments(p):
 
 
 def run(args) -> int:
-    config = config_from_args(args)
+    config = config_from_args(args, target_conversion_defaults(args))
     scales = scales_from_args(args)
     args.loihi_quantization = loihi_options(args)  # bad options fail here, before the (slow) conversion
     progress = show_progress(args)
@@ -48,6 +48,7 @@ def run(args) -> int:
     for model in args.models:
         path, manifest = resolve_model(model)
         graph = as_graph(path)
+        refuse_unsupported_target(args, graph, config)  # before the calibration data is even read
         calib, data = calibration_and_data(args, manifest, graph.inputs[0].shape, need_data=not args.no_eval)
         name = manifest["name"] if manifest else Path(path).stem
         target = Path(args.out) / name
@@ -98,6 +99,14 @@ def add_target_arguments(p) -> None:
     g.add_argument("--target", choices=("snn", "loihi", "nir"), default="snn",
                    help="snn: the saved spiking network only (default); loihi: also a Lava netx <name>.net with a "
                         "fixed-point accuracy report (loihi_report.json); nir: also a NIR graph <name>.nir")
+    g.add_argument("--nir-semantics", choices=("nir", "annotated"), default="nir",
+                   help="nir: the file's primitives alone mean what ann2snn simulates, in the node types snnTorch, "
+                        "Norse and Sinabs implement (converts with --reset zero --v-init 0 unless told otherwise); "
+                        "annotated: any conversion, exact only for a consumer that reads the node metadata "
+                        "(default nir)")
+    g.add_argument("--nir-readout", choices=("current", "integrator"), default=None,
+                   help="current: the output is the per-step output current, summed over time by the user (default "
+                        "with --nir-semantics nir); integrator: an I node accumulates it (default with annotated)")
     g.add_argument("--loihi-neuron", choices=("cuba", "sdnn"), default="cuba",
                    help="cuba: binary-spike integrate-and-fire (Loihi 1 and 2); sdnn: graded sigma-delta ReLU "
                         "(Loihi 2, exact ANN arithmetic) (default cuba)")
@@ -106,6 +115,39 @@ def add_target_arguments(p) -> None:
     g.add_argument("--loihi-option", action="append", default=[], metavar="KEY=VALUE",
                    help="a Loihi quantization option (repeatable), e.g. time_dilation=2 or current_decay=4096 "
                         "(CUBA); the keys are the fields of ann2snn.loihi.QuantizationOptions")
+
+
+def target_conversion_defaults(args) -> dict:
+    """ConversionConfig fields the target needs, used unless the command line or --config says otherwise."""
+    if args.target == "nir" and args.nir_semantics == "nir":
+        from ann2snn.backends.nir import NIR_CONVERSION
+
+        return dict(NIR_CONVERSION)
+    return {}
+
+
+def refuse_unsupported_target(args, graph, config) -> None:
+    """Check the export target's constraints on the network's structure, before any calibration: an
+    unsupported op or setting fails in a second, not after minutes of calibration and bias correction."""
+    if args.target == "snn":
+        return
+    from ann2snn.convert.converter import structural_network
+    from ann2snn.errors import BackendConstraintError
+
+    net = structural_network(graph, config)
+    if args.target == "nir":
+        from ann2snn.backends.nir import check_nir, check_nir_config
+
+        violations = check_nir_config(config, semantics=args.nir_semantics) + check_nir(
+            net, semantics=args.nir_semantics, readout=args.nir_readout)
+        backend = "nir"
+    else:
+        from ann2snn.loihi import check
+
+        violations = check(net, neuron=args.loihi_neuron, profile=args.loihi_profile)
+        backend = f"netx/{args.loihi_profile}"
+    if violations:
+        raise BackendConstraintError(violations, backend=backend)
 
 
 def _loihi_option_keys() -> tuple[str, ...]:
@@ -147,7 +189,9 @@ def export_target(args, snn, tmp: Path, name: str, calib, manifest):
     if args.target == "nir":
         from ann2snn.backends.nir import export_nir
 
-        return export_nir(snn, tmp / f"{name}.nir")
+        pre = manifest["preprocessing_obj"].to_dict() if manifest else None
+        return export_nir(snn, tmp / f"{name}.nir", semantics=args.nir_semantics, readout=args.nir_readout,
+                          preprocessing=pre)
     from ann2snn.loihi import export  # h5py and the Loihi backend load only for --target loihi
 
     pre = manifest["preprocessing_obj"].to_dict() if manifest else None

@@ -2,8 +2,25 @@
 
 Public functions: :func:`to_nir` (build a type-checked ``nir.NIRGraph``), :func:`export_nir` (write it
 atomically to an HDF5 ``.nir`` file and verify it reads back with type checking), :func:`check_nir` (the
-list of constraint violations, empty when the network can be exported) and :func:`nir_summary` (one
-row per node, for the CLI).
+list of constraint violations, empty when the network can be exported), :func:`check_nir_config` (the same
+for a ConversionConfig, before calibration) and :func:`nir_summary` (one row per node, for the CLI).
+Running the files in snnTorch, Norse and Sinabs: ``ann2snn.backends.nir_consumers``.
+
+Two forms (``semantics``):
+
+- ``"nir"`` (default): the primitives alone, read by the NIR specification, do what ann2snn simulates, in
+  the node types snnTorch, Norse and Sinabs all implement (``Input``, ``Conv2d``, ``Affine``, ``IF``,
+  ``Flatten``, ``Output``). NIR's IF resets to ``v_reset = 0``, fires on ``v > v_threshold`` and starts at
+  0, so the network must be converted that way (:data:`NIR_CONVERSION`: ``reset="zero"``, ``v_init=0``;
+  bias correction then lowers per-channel thresholds instead of charging initial potentials, and the time
+  dilation ``threshold_scale`` is chosen on held-out calibration data). Each threshold is folded into the
+  current that feeds it (``v > theta`` with input I is ``v > 1`` with input I / theta), so every
+  ``v_threshold`` is 1 (snnTorch refuses thresholds that differ within a layer). No node carries metadata
+  and no IF carries NIR's default ``v_reset``, so nir 1.0.4 (pinned by Sinabs) reads the files.
+- ``"annotated"``: any conversion (reset by subtraction, theta/2 and bias-correction initial potentials);
+  exact for a consumer that reads the metadata (graph: ``reset``, ``fire_condition``, ``dt``; each IF:
+  ``v_init`` of the full shape, ``scale`` = lambda per channel, ``reset``, ``fire_condition``). NIR asks
+  backends not to rely on metadata: read literally, a ResNet file of this form loses most of its accuracy.
 
 Mapping (IR -> NIR; every node keeps its IR name, made HDF5- and torch-safe, see ``_NameSpace``):
 
@@ -14,53 +31,49 @@ Conv2d                          ``Conv2d(input_shape=(H, W), weight, stride, pad
                                 as the equivalent block-diagonal dense conv: nir 1.0.x types a Conv2d input
                                 as ``weight.shape[1]`` channels, so a grouped conv fails ``nir.read``'s type
                                 check. Asymmetric pads have no NIR form -> violation.
-Dense                           ``Affine(weight, bias)``; ``Linear(weight)`` when the IR has no bias
-IF                              ``IF(r=1, v_threshold=1, v_reset=0)``, arrays of the full (C, H, W) shape
-AvgPool2d                       ``AvgPool2d(kernel, stride, padding)`` (NIR: SumPool then Scale 1/(kH*kW), so
-                                pads count, as torch's default). ``count_include_pad=False`` with pads: the
-                                same AvgPool2d + ``Scale(kH*kW / count)`` per output position (exact).
+Dense                           ``Affine(weight, bias)``; without a bias ``Linear(weight)`` (annotated) or an
+                                ``Affine`` with zero bias (nir: Sinabs and snnTorch map only Affine)
+IF                              ``IF(r=1, v_threshold, v_reset=0)``, arrays of the full (C, H, W) shape
+AvgPool2d                       nir: the equivalent ``Conv2d`` (weight 1/(kH*kW) from each channel to itself;
+                                Norse and Sinabs have no AvgPool2d); ``count_include_pad=False`` with pads ->
+                                violation. annotated: ``AvgPool2d(kernel, stride, padding)`` (pads count), with
+                                ``count_include_pad=False`` followed by ``Scale(kH*kW / count)`` (exact).
                                 Asymmetric pads, or ceil_mode changing the output size -> violation.
-GlobalAvgPool                   ``AvgPool2d`` with kernel = stride = (H, W)
-Flatten / Reshape to (N,)       ``Flatten(input_type=(C, H, W), start_dim=0)`` (NIR's default start_dim=1
-                                would keep C); nothing when the input is already 1-D
-ScaleShift                      ``Scale`` (scale broadcast to the full shape) when shift == 0; with a shift:
-                                ``Affine(diag(scale), shift)`` on a 1-D tensor, a 1x1 ``Conv2d`` with
+GlobalAvgPool                   the same, with kernel = stride = (H, W)
+Flatten / Reshape to (N,)       ``Flatten(input_type=(C, H, W))``, start_dim 0 (annotated) or -3 (nir: the same
+                                dims, and Norse and snnTorch hand start_dim to torch.nn.Flatten as it is);
+                                nothing when the input is already 1-D
+ScaleShift                      without a shift: ``Scale`` (annotated) or a diagonal ``Affine`` / 1x1
+                                ``Conv2d`` (nir; a scale that varies inside a channel -> violation); with a
+                                shift: ``Affine(diag(scale), shift)`` on a 1-D tensor, a 1x1 ``Conv2d`` with
                                 diag(scale) weights and bias = shift when both are per channel; else violation
 Add                             no node: NIR sums every edge that arrives at a node (nirtorch adds them), so
                                 each input of the Add gets an edge to every reader of the Add. An input that
-                                would arrive twice goes through a ``Scale(k)`` (NIR forbids duplicate edges).
+                                would arrive twice goes through a scale by k (NIR forbids duplicate edges).
 identity Reshape / Transpose    no node (edges pass through)
-graph output                    [``Scale(output unit)`` when the unit is not 1] -> ``I(r=1)`` -> ``Output``
-                                (``readout="integrator"``, default) or -> ``Output`` (``readout="current"``)
+graph output                    [output unit, when not 1: folded into the last Affine (nir) or a ``Scale``]
+                                -> ``I(r=1)`` -> ``Output`` (``readout="integrator"``, annotated default) or
+                                -> ``Output`` (``readout="current"``, nir default: no consumer implements I)
 =============================== ===============================================================================
 
 Not expressible (all reported together in one ``BackendConstraintError(backend="nir")``):
 MaxPool2d / CumulativeMaxPool2d / GlobalMaxPool / CumulativeGlobalMaxPool (NIR has no max; the cumulative
 max is stateful), Concat (no NIR node), Transpose other than the identity, Reshape other than a flatten,
 signed IF neurons (NIR's IF cannot emit -1), asymmetric pads, ceil_mode pools whose size differs from
-floor mode, spatially varying ScaleShift shifts, and any op that is not a spiking-graph op.
+floor mode, spatially varying ScaleShift shifts, any op that is not a spiking-graph op, and in the nir form
+IF neurons that reset by subtraction or start at a non-zero potential.
 
-Semantics the NIR primitives cannot carry, and how they are recorded. NIR is continuous time and its
-``IF`` resets *to* ``v_reset`` and fires on ``v > v_threshold``; ann2snn's IF is discrete time
-(``dt = 1``, ``v += r * I`` per step, no synaptic delay), fires on ``v >= 1`` and resets by *subtracting*
-1, and may start at ``v_init != 0``. The file keeps the exact, readable values (``v_threshold = 1``, which
-is one spike = lambda) and records the intent in metadata (graph: ``reset``, ``fire_condition``, ``dt``,
-``input_encoding``...; each IF node: ``v_init`` of the full shape, ``scale`` = lambda per channel,
-``reset``, ``fire_condition``). We do not nudge ``v_threshold`` to ``nextafter(1, 0)`` to make NIR's
-strict ``>`` coincide with ``>=``: that only holds in float32, and consumers that quantize thresholds
-(Loihi's ``vThMant``) or subtract the threshold on reset (Sinabs) would inherit the epsilon. ``>`` and
-``>=`` differ only when ``v`` lands exactly on 1.0; reset to zero instead of subtraction loses the
-residue and lowers rates, so a consumer should honour ``reset="subtract"`` (Sinabs' IAF and snnTorch's
-default already subtract). NIR asks backends not to rely on metadata; these entries are what a faithful
-consumer needs on top of the primitives, and nothing else is hidden there.
+Time. NIR is continuous time; the files record ``dt = 1``: per step ``v += r * I`` with no synaptic delay,
+which is what every consumer's discrete IF does (Norse's IAF ignores its ``dt``). In the annotated form we do
+not nudge ``v_threshold`` to ``nextafter(1, 0)`` to make NIR's strict ``>`` coincide with ann2snn's ``>=``:
+that only holds in float32, and consumers that quantize thresholds would inherit the epsilon.
 
 Readout. ann2snn's readout integrates the output tensor: prediction = argmax of the accumulated output,
-estimate = accumulated output / T x output unit. With ``readout="integrator"`` this is part of the
-graph, not a convention: an ``I`` node (dv/dt = r I, r = 1) accumulates the output current, so the
-``Output`` at step T *is* the accumulated readout and its argmax the prediction, whatever dt a consumer
-picks (argmax is invariant to a positive scale). A leaky ``LI`` would forget early steps and is not what
-the simulator does. ``readout="current"`` ends with the per-step output current instead, for consumers
-without ``I`` (e.g. Speck); the consumer then sums it over time.
+estimate = accumulated output / T x output unit. With ``readout="integrator"`` an ``I`` node (dv/dt = r I,
+r = 1) accumulates the output current, so the ``Output`` at step T *is* the accumulated readout. A leaky
+``LI`` would forget early steps and is not what the simulator does. ``readout="current"`` ends with the
+per-step output current; the consumer sums it over time. The graph metadata also records the input
+encoding and, when given, the preprocessing (``preprocessing``: JSON of ``Preprocessing.to_dict()``).
 """
 
 from __future__ import annotations
@@ -90,8 +103,13 @@ READOUTS = ("integrator", "current")
 # "annotated": any conversion, exact only for a consumer that reads the metadata (reset, v_init, ...)
 SEMANTICS = ("nir", "annotated")
 DEFAULT_READOUT = {"nir": "current", "annotated": "integrator"}
+# the ConversionConfig fields a network exported with semantics="nir" needs: NIR's IF resets to zero and
+# starts at 0 (bias correction then lowers the thresholds of a reset-to-zero network instead of charging
+# initial potentials, so "auto" and True stay exportable); the time dilation that best offsets the residue
+# a reset to zero loses differs by model, so it is chosen on held-out calibration data
+NIR_REQUIRED = {"reset": "zero", "v_init": 0.0}
+NIR_CONVERSION = {**NIR_REQUIRED, "threshold_scale": "auto"}
 FIRE_CONDITION = "v >= v_threshold"
-RESET = "subtract"
 
 _WAY_OUT_MAX = ("convert a model that pools with AvgPool (e.g. the vgg_avgpool zoo model), or keep the network "
                 "in ann2snn's own format (SpikingNetwork.save / simulate)")
@@ -127,6 +145,22 @@ def to_nir(net, *, semantics: str = "nir", readout: str | None = None,
 def check_nir(net, *, semantics: str = "nir", readout: str | None = None) -> list[Violation]:
     """Every (layer, problem, way out) that stops ``net`` from being exported to NIR; empty when it can be."""
     return _Exporter(net, semantics, readout).run()[1]
+
+
+def check_nir_config(config, *, semantics: str = "nir") -> list[Violation]:
+    """The (setting, problem, way out) of ``config`` (a ConversionConfig) that would make its networks
+    unexportable with ``semantics``: checked before any calibration."""
+    if semantics != "nir":
+        return []
+    out = []
+    for key, wanted in NIR_REQUIRED.items():
+        if getattr(config, key) != wanted:
+            out.append((f"config.{key}", f"{key}={getattr(config, key)!r}: semantics='nir' needs {key}={wanted!r} "
+                        "(NIR's IF resets to zero and starts at 0)", _WAY_OUT_RECONVERT))
+    if config.signed:
+        out.append(("config.signed", "signed IF neurons emit -1 spikes, which NIR's IF cannot",
+                    "convert without --signed"))
+    return out
 
 
 def export_nir(net, path: str | os.PathLike, *, overwrite: bool = False, semantics: str = "nir",
@@ -413,8 +447,8 @@ class _Exporter:
         theta = _per_channel_full(n.threshold, shape)
         if self.portable:
             problems = ([] if n.reset == "zero" else ["resets by subtraction (NIR's IF resets to v_reset = 0)"]) + (
-                [] if not np.any(v0) else [f"starts at a non-zero potential (v_init {float(v0.min()):.2f} to "
-                                           f"{float(v0.max()):.2f}; NIR's IF starts at 0)"])
+                [] if not np.any(v0) else [f"starts at a non-zero potential (v_init {_span(v0)}; NIR's IF starts "
+                                           "at 0)"])
             if problems:
                 self._violation(n, " and ".join(problems), _WAY_OUT_RECONVERT)
                 return
@@ -628,6 +662,11 @@ def _ungroup(weight: np.ndarray, groups: int) -> np.ndarray:
     full = np.zeros((co, cig * groups) + weight.shape[2:], np.float32)
     full[np.arange(co)[:, None], ir.conv_input_channels(co, cig, groups)] = weight
     return full
+
+
+def _span(a: np.ndarray) -> str:
+    lo, hi = float(a.min()), float(a.max())
+    return f"{lo:.2f}" if lo == hi else f"{lo:.2f} to {hi:.2f}"
 
 
 def _per_channel_full(values, shape) -> np.ndarray:

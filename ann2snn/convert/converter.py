@@ -238,6 +238,15 @@ def build_network(plan: ConversionPlan, scales, config: ConversionConfig, v_init
                           record=(record or ConversionRecord()).replace(v_init=float(v_init)))
 
 
+def structural_network(graph: Graph, config: ConversionConfig) -> SpikingNetwork:
+    """The network ``config`` would convert ``graph`` (a simplified IR graph) into, with every threshold 1
+    and v_init 0 where it is ``auto``: the structure a backend's constraint checks read, built in
+    milliseconds so an unsupported target is refused before any calibration."""
+    plan = plan_conversion(graph, config)
+    ones = {name: np.ones(c, np.float32) for name, c in plan.spiking.items()}
+    return build_network(plan, ones, config, 0.0 if config.v_init == "auto" else float(config.v_init))
+
+
 def _make_if(b: _Builder, name: str, inputs, lam: np.ndarray, shape) -> IF:
     v0 = b.v_init.get(name)
     if v0 is None:

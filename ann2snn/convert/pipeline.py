@@ -30,7 +30,7 @@ def convert(model, calibration=None, config: ConversionConfig | None = None, *, 
         calibrating; they are checked against the model.
     """
     config = config or ConversionConfig()
-    auto = config.v_init == "auto" or config.bias_correction == "auto"
+    auto = "auto" in (config.v_init, config.bias_correction, config.threshold_scale)
     if config.auto:
         if scales is not None:
             raise DataError("ConversionConfig(auto=True) searches the thresholds itself: do not pass scales")
@@ -41,7 +41,7 @@ def convert(model, calibration=None, config: ConversionConfig | None = None, *, 
                  tuning.best["agreement"], tuning.holdout_samples)
         tuned = tuning.config
         if tuned != session.config:  # another max-pool mode or statistic: a session of the chosen config
-            auto = tuned.v_init == "auto" or tuned.bias_correction == "auto"
+            auto = "auto" in (tuned.v_init, tuned.bias_correction, tuned.threshold_scale)
             session = ConversionSession(session.graph, calibration, tuned, holdout=auto, progress=progress)
         net = session.choose(tuned)
         return replace(net, record=net.record.replace(tuning={k: v for k, v in tuning.to_dict().items()

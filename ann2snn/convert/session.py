@@ -23,7 +23,7 @@ import onnx
 from tqdm.auto import tqdm
 
 from ann2snn.calibration import check_scales_match, choose_thresholds, collect_activation_stats
-from ann2snn.config import ConversionConfig
+from ann2snn.config import THRESHOLD_SCALES_AUTO, ConversionConfig, bias_correction_text
 from ann2snn.convert.bias_correction import bias_correct
 from ann2snn.convert.converter import ConversionPlan, build_network, plan_conversion
 from ann2snn.convert.scoring import score_network
@@ -121,8 +121,9 @@ class ConversionSession:
 
         scales: thresholds to use instead of the calibrated ones (checked against the model).
         """
-        if config.v_init == "auto" or config.bias_correction == "auto":
-            raise ValueError("build() needs a concrete v_init and bias_correction; choose() picks them")
+        if "auto" in (config.v_init, config.bias_correction, config.threshold_scale):
+            raise ValueError("build() needs a concrete v_init, bias_correction and threshold_scale; choose() "
+                             "picks them")
         plan = self.plan(config.maxpool)
         if scales is None:
             scales = self.scales(config)
@@ -145,34 +146,40 @@ class ConversionSession:
         return score_network(net, self.hold, self.hold_ann_outputs(), timesteps)
 
     def choose(self, config: ConversionConfig, scales=None) -> SpikingNetwork:
-        """Resolve ``v_init``/``bias_correction`` = ``auto`` by scoring every pair on the held-out images.
+        """Resolve ``v_init``/``bias_correction``/``threshold_scale`` = ``auto`` by scoring every combination on
+        the held-out images.
 
         Scored from T/4 to 4T (T = ``calibration_timesteps``): blind to T/4, the choice between two
         candidates within one held-out image of each other fell to float noise (the zoo ResNet: v_init 0
         or 0.5, 80 or 86 % at T=8, the same at T >= 32). Best agreement wins, then the lower error.
         """
         v_options = [0.0, 0.5] if config.v_init == "auto" else [float(config.v_init)]
-        bc_options = [False, True] if config.bias_correction == "auto" else [bool(config.bias_correction)]
-        candidates = [config.replace(v_init=v0, bias_correction=bc) for v0 in v_options for bc in bc_options]
+        bc_options = [False, True] if config.bias_correction == "auto" else [config.bias_correction]
+        d_options = THRESHOLD_SCALES_AUTO if config.threshold_scale == "auto" else [config.threshold_scale]
+        candidates = [config.replace(v_init=v0, bias_correction=bc, threshold_scale=d)
+                      for d in d_options for v0 in v_options for bc in bc_options]
         if len(candidates) == 1:
             return self.build(candidates[0], scales)
         if scales is None:
             self.scales(config)  # calibrate before the candidates' progress bar starts
         tc = config.calibration_timesteps
         score_ts = sorted({max(1, tc // 4), max(1, tc // 2), tc, 2 * tc, 4 * tc})
-        table, nets = [], []
+        table, best_net, best_key = [], None, None
         bar = tqdm(candidates, disable=not self.progress, desc="auto v_init/bias correction", unit="candidate",
                    leave=False)
         for cand in bar:
-            bar.set_postfix_str(f"v_init={cand.v_init} bias_correction={'on' if cand.bias_correction else 'off'}")
+            bar.set_postfix_str(f"v_init={cand.v_init} bias_correction={bias_correction_text(cand.bias_correction)}"
+                                + (f" threshold_scale={cand.threshold_scale:g}" if len(d_options) > 1 else ""))
             net = self.build(cand, scales)
             s = self.score(net, score_ts)
-            table.append({"v_init": cand.v_init, "bias_correction": cand.bias_correction, **s})
-            nets.append(net)
-            log.info("auto: v_init=%.1f bias_correction=%s agreement=%.4f rel_err=%.4f", cand.v_init,
-                     cand.bias_correction, s["agreement"], s["relative_error"])
-        best = max(range(len(nets)), key=lambda i: (table[i]["agreement"], -table[i]["relative_error"]))
-        net = nets[best]
+            table.append({"v_init": cand.v_init, "bias_correction": cand.bias_correction,
+                          "threshold_scale": cand.threshold_scale, **s})
+            log.info("auto: v_init=%.1f bias_correction=%s threshold_scale=%g agreement=%.4f rel_err=%.4f",
+                     cand.v_init, cand.bias_correction, cand.threshold_scale, s["agreement"], s["relative_error"])
+            key = (s["agreement"], -s["relative_error"])
+            if best_key is None or key > best_key:  # only the best network is kept
+                best_net, best_key = net, key
+        net = best_net
         record = net.record.replace(auto_table=tuple(table), auto_holdout_samples=len(self.hold),
                                     auto_timesteps=tuple(score_ts))
         return replace(net, record=record)

@@ -45,7 +45,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from ann2snn.config import GRANULARITIES, MAXPOOL_MODES, ConversionConfig
+from ann2snn.config import GRANULARITIES, MAXPOOL_MODES, ConversionConfig, bias_correction_text
 from ann2snn.convert.session import ConversionSession
 from ann2snn.errors import DataError
 from ann2snn.fileio import json_default
@@ -106,7 +106,7 @@ class TuneResult:
         for r in self.table:
             mark = " **chosen**" if r["id"] == self.best["id"] else ""
             lines.append(f"| {r['id']}{mark} | {r['stage']} | {r['norm']} | {r['granularity']} | {r['v_init']} | "
-                         f"{'on' if r['bias_correction'] else 'off'} | {r['maxpool']} | {100 * r['agreement']:.2f} | "
+                         f"{bias_correction_text(r['bias_correction'])} | {r['maxpool']} | {100 * r['agreement']:.2f} | "
                          f"{r['relative_error']:.4f} | {r['seconds']:.1f} |")
         return "\n".join(lines) + "\n"
 
@@ -114,9 +114,10 @@ class TuneResult:
         """The same settings as explicit ``ann2snn convert/evaluate`` flags."""
         c = self.config
         return (f"--norm {c.norm} --granularity {c.granularity} --v-init {c.v_init} "
-                f"--bias-correction {'on' if c.bias_correction else 'off'} --maxpool {c.maxpool} "
+                f"--bias-correction {bias_correction_text(c.bias_correction)} --maxpool {c.maxpool} "
                 f"--calibration-timesteps {c.calibration_timesteps} --seed {c.seed}"
-                + (" --signed" if c.signed else "") + f" --input-encoding {c.input_encoding}")
+                + (" --signed" if c.signed else "") + f" --reset {c.reset} --threshold-scale {c.threshold_scale:g}"
+                + f" --input-encoding {c.input_encoding}")
 
     def save(self, out_dir) -> dict[str, Path]:
         """Write config.json (ConversionConfig fields only: loadable with ``--config``), tune.json, tune.md."""
@@ -147,6 +148,8 @@ class _Search:
             raise DataError(f"target_timesteps must be a positive integer, got {target_timesteps!r}")
         self.session = session
         self.base = session.config.replace(calibration_timesteps=self.t)
+        if self.base.threshold_scale == "auto":  # not searched here: every candidate keeps the calibrated scale
+            self.base = self.base.replace(threshold_scale=1.0)
         self.has_maxpool = any(isinstance(n, (ir.MaxPool2d, ir.GlobalMaxPool)) for n in session.graph.nodes)
         self.hold, self.fit = session.hold, session.fit
         self.budget, self.time_limit = budget, time_limit

@@ -1,6 +1,7 @@
-"""NIR export: per-node round trips through ``nir.write``/``nir.read`` (type checking on), all constraint
-violations reported at once, atomic file writing, and an end-to-end check that a small numpy simulator
-of the written NIR graph reproduces ann2snn's own simulator (outputs and spike counts)."""
+"""NIR export, annotated form (``semantics="annotated"``): per-node round trips through ``nir.write`` /
+``nir.read`` (type checking on), all constraint violations reported at once, atomic file writing, and an
+end-to-end check that the reference interpreter, honouring the metadata, reproduces ann2snn's own
+simulator (outputs and spike counts). The nir form is tested in test_nir_semantics.py."""
 
 from __future__ import annotations
 
@@ -11,52 +12,25 @@ import numpy as np
 import pytest
 
 from ann2snn.backends.nir import check_nir, export_nir, nir_summary, to_nir
-from ann2snn.config import ConversionConfig
-from ann2snn.convert.converter import plan_conversion
-from ann2snn.convert.converter import build_network
 from ann2snn.errors import BackendConstraintError
 from ann2snn.ir import (
-    Add, AvgPool2d, Concat, Conv2d, Dense, Flatten, GlobalAvgPool, Graph, MaxPool2d, ReLU, Reshape, ScaleShift,
-    TensorSpec, Transpose,
+    Add, AvgPool2d, Concat, Conv2d, Dense, Flatten, GlobalAvgPool, MaxPool2d, ReLU, Reshape, ScaleShift, Transpose,
 )
-from ann2snn.ir.reference import run_graph
+
+from nir_helpers import FP32, _b, _w, head, make_net
+from nir_reference import NirInterpreter
 
 REPO = Path(__file__).resolve().parents[2]
-FP32 = "float32"  # exact comparisons against the NIR reading: not the hardware-dependent bfloat16 of "auto"
-
-
-def _w(rng, *shape):
-    return (rng.standard_normal(shape) / np.sqrt(np.prod(shape[1:]))).astype(np.float32)
-
-
-def _b(rng, n, s=0.1):
-    return (rng.standard_normal(n) * s).astype(np.float32)
-
-
-def make_net(nodes, in_shape=(2, 8, 8), *, outputs=None, v_init=0.0, seed=0, n=32, signed=False, x=None):
-    """Real conversion of an IR graph built in code, thresholds = max activations of random inputs."""
-    g = Graph.from_unordered([TensorSpec("x", in_shape)], nodes, outputs or [nodes[-1].name]).validate()
-    if x is None:
-        x = np.random.default_rng(seed).random((n,) + tuple(in_shape)).astype(np.float32)
-    cfg = ConversionConfig(v_init=v_init, bias_correction=False, signed=signed)
-    plan = plan_conversion(g, cfg)
-    acts = run_graph(plan.ann, x, outputs=list(plan.spiking))
-    scales = {k: np.maximum(a.reshape(len(a), a.shape[1], -1).max(axis=(0, 2)) if a.ndim > 2 else a.max(axis=0),
-                            1e-3) for k, a in acts.items()}
-    return build_network(plan, scales, cfg, v_init)
 
 
 def roundtrip(net, tmp_path, **kw) -> nir.NIRGraph:
+    kw.setdefault("semantics", "annotated")
     path = export_nir(net, tmp_path / "net.nir", **kw)
     return nir.read(path, type_check=True)
 
 
 def ir_node(net, name):
     return net.graph.node(name)
-
-
-def head(rng, src, features, out=10):
-    return [Flatten("flat", (src,)), Dense("fc", ("flat",), weight=_w(rng, out, features), bias=_b(rng, out))]
 
 
 # ---------------------------------------------------------------------------------------------- round trips
@@ -78,11 +52,11 @@ def test_input_output_and_integrator_readout(tmp_path):
         ("x", "Input"), ("c1", "Conv2d"), ("r1", "IF"), ("flat", "Flatten"), ("fc", "Affine"), ("readout", "I"),
         ("output", "Output")]
     assert nir_summary(g)[1][2] == ((2, 8, 8), (3, 6, 6))
-    current = nir.read(export_nir(net, tmp_path / "current.nir", readout="current"))
+    current = nir.read(export_nir(net, tmp_path / "current.nir", semantics="annotated", readout="current"))
     assert not any(isinstance(nd, nir.I) for nd in current.nodes.values())
     assert ("fc", "output") in current.edges
     with pytest.raises(ValueError, match="readout"):
-        to_nir(net, readout="spikes")
+        to_nir(net, semantics="annotated", readout="spikes")
 
 
 def test_graph_metadata_records_the_neuron_semantics(tmp_path):
@@ -242,15 +216,15 @@ def test_output_unit_scale_and_repeated_fan_in(tmp_path):
     np.testing.assert_array_equal(g.nodes["readout_unit"].scale, net.output_units["r1"])
     assert ("r1", "readout_unit") in g.edges and ("readout_unit", "readout") in g.edges
     x = np.random.default_rng(0).random((4, 2, 8, 8)).astype(np.float32)
-    out, _ = NirSim(g).run(x, 10)
+    out, _ = NirInterpreter(g, "ann2snn").run(x, 10)
     np.testing.assert_allclose(out["output"] / 10, net.simulate(x, [10], synaptic_dtype=FP32).outputs[10], rtol=1e-5)
 
     net = make_net([Flatten("f0", ("x",)), Dense("d1", ("f0",), weight=_w(rng, 6, 128), bias=_b(rng, 6)),
                     ReLU("r1", ("d1",)), Dense("d2", ("r1",), weight=_w(rng, 5, 6)), Add("twice", ("d2", "d2"))])
-    g = to_nir(net)
+    g = to_nir(net, semantics="annotated")
     np.testing.assert_array_equal(g.nodes["d2_times2"].scale, np.full(5, 2.0, np.float32))
     assert ("d2", "d2_times2") in g.edges and ("d2_times2", "readout") in g.edges
-    out, _ = NirSim(g).run(x, 10)
+    out, _ = NirInterpreter(g, "ann2snn").run(x, 10)
     np.testing.assert_allclose(out["output"] / 10, net.simulate(x, [10], synaptic_dtype=FP32).outputs[10], rtol=1e-5)
 
 
@@ -276,12 +250,12 @@ def test_all_violations_are_reported_together(tmp_path):
              Concat("cat", ("p1", "p2"), axis=0), Transpose("t", ("cat",), perm=(0, 2, 1)),
              *head(rng, "t", 6 * 3 * 3)]
     net = make_net(nodes)
-    problems = check_nir(net)
+    problems = check_nir(net, semantics="annotated")
     layers = [p[0] for p in problems]
     assert layers == ["c1", "p1/current_max", "p2/current_max", "cat", "t"]
     assert all(way for _, _, way in problems)
     with pytest.raises(BackendConstraintError) as err:
-        export_nir(net, tmp_path / "bad.nir")
+        export_nir(net, tmp_path / "bad.nir", semantics="annotated")
     assert err.value.violations == problems
     assert "5 nir constraint violation(s)" in str(err.value) and "AvgPool" in str(err.value)
     assert list(tmp_path.iterdir()) == []  # nothing written, no temporary file left
@@ -312,9 +286,9 @@ def test_single_violations(case):
     last = tail[-1].name
     net = make_net([conv, *tail, Flatten("flat", (last,)), Dense("fc", ("flat",), weight=_w(rng, 10, features))],
                    **kw)
-    assert [p[0] for p in check_nir(net)] == [culprit]
+    assert [p[0] for p in check_nir(net, semantics="annotated")] == [culprit]
     with pytest.raises(BackendConstraintError):
-        to_nir(net)
+        to_nir(net, semantics="annotated")
 
 
 # ---------------------------------------------------------------------------------------------- file handling
@@ -325,108 +299,24 @@ def test_export_refuses_to_overwrite_and_replaces_atomically(tmp_path):
     net = make_net([Conv2d("c1", ("x",), weight=_w(rng, 3, 2, 3, 3)), ReLU("r1", ("c1",)),
                     *head(rng, "r1", 3 * 6 * 6)])
     path = tmp_path / "sub" / "net.nir"
-    assert export_nir(net, path) == path and path.is_file()
+    assert export_nir(net, path, semantics="annotated") == path and path.is_file()
     before = path.read_bytes()
     with pytest.raises(FileExistsError):
-        export_nir(net, path)
+        export_nir(net, path, semantics="annotated")
     assert path.read_bytes() == before
-    export_nir(net, path, overwrite=True, readout="current")
+    export_nir(net, path, overwrite=True, semantics="annotated", readout="current")
     assert nir.read(path).metadata["readout"] == "current"
     assert sorted(p.name for p in path.parent.iterdir()) == ["net.nir"]
     with pytest.raises(IsADirectoryError):
-        export_nir(net, tmp_path / "sub", overwrite=True)
+        export_nir(net, tmp_path / "sub", overwrite=True, semantics="annotated")
 
 
 # ---------------------------------------------------------------------------------------------- simulation
 
 
-def _conv_np(x, w, b, stride, padding, dilation, groups):
-    (ph, pw), (sh, sw), (dh, dw) = padding, stride, dilation
-    xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
-    kh, kw = w.shape[2:]
-    win = np.lib.stride_tricks.sliding_window_view(xp, (dh * (kh - 1) + 1, dw * (kw - 1) + 1), axis=(2, 3))
-    win = win[:, :, ::sh, ::sw, ::dh, ::dw]  # (B, C, oh, ow, kh, kw)
-    cig, cog = w.shape[1], w.shape[0] // groups
-    outs = [np.einsum("bchwij,ocij->bohw", win[:, g * cig:(g + 1) * cig], w[g * cog:(g + 1) * cog])
-            for g in range(groups)]
-    return np.concatenate(outs, axis=1) + b[None, :, None, None]
-
-
-class NirSim:
-    """A tiny discrete-time (dt = 1) numpy simulator of a NIR graph, independent of ann2snn's simulator.
-
-    Per step, nodes run in data-flow order and each node's input is the sum of its incoming edges (NIR's
-    fan-in). ``rule="ann2snn"`` honours the exporter's metadata (fire on v >= v_threshold, reset by
-    subtraction, start at v_init); ``rule="nir_spec"`` reads the primitives literally (v > v_threshold,
-    v = v_reset after a spike, v starts at 0).
-    """
-
-    def __init__(self, graph: nir.NIRGraph, rule: str = "ann2snn"):
-        self.g, self.rule = graph, rule
-        self.order = [row[0] for row in nir_summary(graph)]
-        self.preds = {n: [a for a, b in graph.edges if b == n] for n in graph.nodes}
-
-    def run(self, x: np.ndarray, steps: int):
-        v, counts, readout = {}, {}, {}
-        for name, nd in self.g.nodes.items():
-            if isinstance(nd, nir.IF):
-                v0 = nd.metadata["v_init"] if self.rule == "ann2snn" else np.zeros_like(nd.r)
-                v[name] = np.broadcast_to(v0, (len(x),) + nd.r.shape).astype(np.float32)
-                counts[name] = np.zeros_like(v[name])
-            elif isinstance(nd, nir.I):
-                v[name] = np.zeros((len(x),) + nd.r.shape, np.float32)
-        for _ in range(steps):
-            vals = {}
-            for name in self.order:
-                nd = self.g.nodes[name]
-                if isinstance(nd, nir.Input):
-                    vals[name] = x
-                    continue
-                i = sum(vals[p] for p in self.preds[name])
-                vals[name] = self._apply(name, nd, i, v, counts)
-                if isinstance(nd, nir.Output):
-                    readout[name] = vals[name]
-        return readout, counts
-
-    def _apply(self, name, nd, i, v, counts):
-        if isinstance(nd, nir.Conv2d):
-            return _conv_np(i, nd.weight, nd.bias, nd.stride, nd.padding, nd.dilation, int(nd.groups))
-        if isinstance(nd, nir.Affine):
-            return i @ nd.weight.T + nd.bias
-        if isinstance(nd, nir.Linear):
-            return i @ nd.weight.T
-        if isinstance(nd, nir.Scale):
-            return i * nd.scale
-        if isinstance(nd, nir.Flatten):
-            start = int(nd.start_dim) + 1  # NIR dims exclude the batch axis
-            return i.reshape(i.shape[:start] + (-1,))
-        if isinstance(nd, (nir.AvgPool2d, nir.SumPool2d)):
-            (kh, kw), (sh, sw), (ph, pw) = nd.kernel_size, nd.stride, nd.padding
-            xp = np.pad(i, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
-            total = np.lib.stride_tricks.sliding_window_view(xp, (kh, kw), axis=(2, 3))[:, :, ::sh, ::sw]
-            total = total.sum(axis=(-2, -1), dtype=np.float32)
-            return total / np.float32(kh * kw) if isinstance(nd, nir.AvgPool2d) else total
-        if isinstance(nd, nir.IF):
-            v[name] = v[name] + nd.r * i
-            if self.rule == "ann2snn":
-                s = (v[name] >= nd.v_threshold).astype(np.float32)
-                v[name] = v[name] - s * nd.v_threshold
-            else:
-                s = (v[name] > nd.v_threshold).astype(np.float32)
-                v[name] = np.where(s > 0, nd.v_reset, v[name])
-            counts[name] += s
-            return s
-        if isinstance(nd, nir.I):
-            v[name] = v[name] + nd.r * i
-            return v[name]
-        if isinstance(nd, nir.Output):
-            return i
-        raise NotImplementedError(type(nd).__name__)
-
-
 def _compare_with_own_simulator(net, g, x, steps):
     res = net.simulate(x, [steps], probe=net.spiking_layers, synaptic_dtype=FP32)
-    readout, counts = NirSim(g).run(x, steps)
+    readout, counts = NirInterpreter(g, "ann2snn").run(x, steps)
     np.testing.assert_allclose(readout["output"] / steps, res.outputs[steps], rtol=1e-4, atol=1e-5)
     assert (readout["output"].argmax(1) == res.predictions(steps)).all()
     for name in net.spiking_layers:
@@ -468,13 +358,13 @@ def test_fire_condition_and_reset_need_the_metadata():
     nodes = [Dense("d1", ("x",), weight=np.eye(4, dtype=np.float32)), ReLU("r1", ("d1",)),
              Dense("fc", ("r1",), weight=np.eye(4, dtype=np.float32))]
     net = make_net(nodes, in_shape=(4,), x=x)  # lambda = x, so every IF gets a current of exactly 1.0
-    g = to_nir(net)
+    g = to_nir(net, semantics="annotated")
     steps = 8
     res = net.simulate(x, [steps], synaptic_dtype=FP32)
-    out, counts = NirSim(g, "ann2snn").run(x, steps)
+    out, counts = NirInterpreter(g, "ann2snn").run(x, steps)
     np.testing.assert_array_equal(counts["r1"], np.full((1, 4), steps))
     np.testing.assert_allclose(out["output"] / steps, res.outputs[steps], rtol=1e-6)
-    _, literal = NirSim(g, "nir_spec").run(x, steps)
+    _, literal = NirInterpreter(g).run(x, steps)
     np.testing.assert_array_equal(literal["r1"], np.full((1, 4), steps // 2))
 
 
@@ -495,7 +385,7 @@ def test_zoo_vgg_avgpool_exports_and_matches(tmp_path):
     sample = load_zoo_sample("vgg_avgpool")
     net = ann2snn.convert(str(ZOO_MODEL), calibration=sample.calib_x[:200],
                           config=ann2snn.ConversionConfig(v_init=0.0, bias_correction=False))
-    path = export_nir(net, tmp_path / "vgg.nir")
+    path = export_nir(net, tmp_path / "vgg.nir", semantics="annotated")
     g = nir.read(path, type_check=True)
     kinds = [row[1] for row in nir_summary(g)]
     assert kinds.count("IF") == len(net.spiking_layers) == 5
@@ -507,6 +397,6 @@ def test_zoo_vgg_avgpool_exports_and_matches(tmp_path):
     x = sample.test_x[:2]
     steps = 10
     res = net.simulate(x, [steps], synaptic_dtype=FP32)
-    out, _ = NirSim(g).run(x, steps)
+    out, _ = NirInterpreter(g, "ann2snn").run(x, steps)
     np.testing.assert_allclose(out["output"] / steps, res.outputs[steps], rtol=1e-3, atol=1e-3)
     assert (out["output"].argmax(1) == res.predictions(steps)).all()

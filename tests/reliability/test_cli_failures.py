@@ -15,6 +15,7 @@ from rel_helpers import REPO, bounded, save_model, tiny_cnn, tiny_data
 from test_broken_models import CASES, write_case
 
 from ann2snn import DataError, InvalidModelError, UnsupportedModelError
+from ann2snn.errors import BackendConstraintError
 from ann2snn.cli.main import main
 
 EXIT = {"InvalidModelError": 3, "UnsupportedModelError": 4, "DataError": 5, "BackendConstraintError": 6}
@@ -222,3 +223,13 @@ def test_limit_must_be_a_positive_integer(capsys, files, limit):
     err = capsys.readouterr().err
     assert info.value.code == 2 and "--limit" in err and "positive integer" in err and "Traceback" not in err
     assert left_in(files["out"]) == []
+
+
+@pytest.mark.parametrize("target", ["nir", "loihi"])
+def test_an_unsupported_target_is_refused_before_calibration(capsys, tmp_path, target):
+    """The calibration file does not exist: the target's check must fail first, naming every max-pool."""
+    code, _, err = run_cli(capsys, "convert", "lenet_bn_maxpool", "--target", target, "--calib",
+                           str(tmp_path / "never_read.npz"), "--out", str(tmp_path / "out"))
+    lines = assert_clean_failure(code, err, BackendConstraintError.exit_code, "MaxPool")
+    assert sum("MaxPool" in line for line in lines) == 2 and "never_read" not in err
+    assert left_in(str(tmp_path / "out")) == []

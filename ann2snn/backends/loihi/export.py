@@ -319,6 +319,24 @@ def sdnn_graph(net):
                              for n in graph.nodes])
 
 
+def check_loihi(net, *, neuron: str = "cuba", profile: LoihiProfile | str = LOIHI2) -> list[tuple[str, str, str]]:
+    """Every (layer, problem, way out) that stops ``net`` from being exported to netx: the checks
+    :func:`export_loihi` runs before quantizing (the profile's resource limits come after)."""
+    return _lowered(net, neuron, _profile(profile))[2]
+
+
+def _lowered(net, neuron: str, profile: LoihiProfile):
+    """(graph the neuron kind quantizes, its stages, structural violations)."""
+    if neuron not in NEURON_KINDS:
+        raise DataError(f"neuron must be one of {NEURON_KINDS}, got {neuron!r}")
+    graph = net.graph if neuron == "cuba" else sdnn_graph(net)
+    stages, violations = lower_graph(graph)
+    if neuron == "sdnn" and not profile.graded_spikes:
+        violations.append(("network", f"SDNN (graded spikes) cannot run on {profile.name}",
+                           "use --loihi-neuron cuba or --loihi-profile loihi2"))
+    return graph, stages, violations
+
+
 def _profile(profile: LoihiProfile | str) -> LoihiProfile:
     if isinstance(profile, LoihiProfile):
         return profile
@@ -326,17 +344,6 @@ def _profile(profile: LoihiProfile | str) -> LoihiProfile:
         return PROFILES[str(profile).lower()]
     except KeyError:
         raise DataError(f"unknown Loihi profile {profile!r}; choose from {sorted(PROFILES)}") from None
-
-
-def check_loihi(net, *, neuron: str = "cuba", profile: LoihiProfile | str = LOIHI2) -> list[tuple[str, str, str]]:
-    """Every reason ``net`` cannot be exported to netx (empty when it can), without quantizing it."""
-    profile = _profile(profile)
-    graph = net.graph if neuron == "cuba" else sdnn_graph(net)
-    _, violations = lower_graph(graph)
-    if neuron == "sdnn" and not profile.graded_spikes:
-        violations.append(("network", f"SDNN (graded spikes) cannot run on {profile.name}",
-                           "use --loihi-neuron cuba or --loihi-profile loihi2"))
-    return violations
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -526,15 +533,9 @@ def export_loihi(net, path: str | os.PathLike | None = None, *, neuron: str = "c
     Raises one :class:`BackendConstraintError` listing every node netx cannot express, or every profile
     violation of the quantized network.
     """
-    if neuron not in NEURON_KINDS:
-        raise DataError(f"neuron must be one of {NEURON_KINDS}, got {neuron!r}")
     profile = _profile(profile)
     options = options or QuantizationOptions()
-    graph = net.graph if neuron == "cuba" else sdnn_graph(net)
-    stages, violations = lower_graph(graph)
-    if neuron == "sdnn" and not profile.graded_spikes:
-        violations.append(("network", f"SDNN (graded spikes) cannot run on {profile.name}",
-                           "use --loihi-neuron cuba or --loihi-profile loihi2"))
+    graph, stages, violations = _lowered(net, neuron, profile)
     if violations:
         raise BackendConstraintError(violations, backend=f"netx/{profile.name}")
     warnings: list[str] = []

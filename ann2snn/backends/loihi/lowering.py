@@ -190,6 +190,9 @@ def lower_graph(graph: Graph) -> tuple[list[Stage], list[Violation]]:
             if isinstance(n, IF) and n.signed:
                 _fail(violations, n, "signed IF neurons emit -1 spikes, which Loihi's CUBA neurons cannot",
                       "convert without --signed")
+            elif isinstance(n, IF) and n.reset != "subtract":
+                _fail(violations, n, "the CUBA quantizer maps IF neurons that reset by subtraction (it "
+                      "compensates Lava's reset to zero itself)", "convert with --reset subtract")
             elif isinstance(n, ir.ReLU) and n.ceiling is not None:
                 _fail(violations, n, f"clipped ReLU (ceiling {n.ceiling:g}): SDNN neurons compute an unbounded "
                       "ReLU", "use --loihi-neuron cuba, whose spike rate saturates, or retrain with plain ReLU")
