@@ -319,9 +319,9 @@ class _Exporter:
             self._readout(out, multiple=len(g.outputs) > 1)
         if self.portable:
             self._fold_thresholds()
-        # nodes in data-flow order: nirtorch's executor (Norse, Sinabs) runs them in the order they are stored
-        # and returns the value of the last one
-        graph = nir.NIRGraph(nodes={k: self.nodes[k] for k in _order_of(self.nodes, self.edges)}, edges=self.edges, metadata=self._graph_metadata(),
+        # nodes in data-flow order for readers of the graph object (a file read back lists them by name)
+        ordered = {k: self.nodes[k] for k in _order_of(self.nodes, self.edges)}
+        graph = nir.NIRGraph(nodes=ordered, edges=self.edges, metadata=self._graph_metadata(),
                              type_check=True)
         return graph, []
 
@@ -446,14 +446,17 @@ class _Exporter:
         v0 = _per_channel_full(n.v_init, shape)
         theta = _per_channel_full(n.threshold, shape)
         if self.portable:
-            problems = ([] if n.reset == "zero" else ["resets by subtraction (NIR's IF resets to v_reset = 0)"]) + (
-                [] if not np.any(v0) else [f"starts at a non-zero potential (v_init {_span(v0)}; NIR's IF starts "
-                                           "at 0)"])
+            problems = []
+            if n.reset != "zero":
+                problems.append("resets by subtraction (NIR's IF resets to v_reset = 0)")
+            if np.any(v0):
+                problems.append(f"starts at a non-zero potential (v_init {_span(v0)}; NIR's IF starts at 0)")
             if problems:
                 self._violation(n, " and ".join(problems), _WAY_OUT_RECONVERT)
                 return
             # the primitives say it all: v += I; spike when v > v_threshold; v = v_reset = 0
-            self._single(n, nir.IF(r=np.ones(shape, np.float32), v_threshold=theta, v_reset=np.zeros(shape, np.float32)))
+            self._single(n, nir.IF(r=np.ones(shape, np.float32), v_threshold=theta,
+                                   v_reset=np.zeros(shape, np.float32)))
             return
         fire = FIRE_CONDITION if n.reset == "subtract" else "v > v_threshold"
         meta = {"reset": n.reset, "fire_condition": fire, "v_init": v0, "scale": _f32(n.scale).reshape(-1)}
@@ -571,8 +574,8 @@ class _Exporter:
                 srcs, shape)
             srcs = [name]
         name = self.names.take(f"output{suffix}")
-        self._add(name, nir.Output(output_type=np.asarray(shape, np.int64), metadata=self._meta({"ir_name": out})), srcs,
-                  shape)
+        output = nir.Output(output_type=np.asarray(shape, np.int64), metadata=self._meta({"ir_name": out}))
+        self._add(name, output, srcs, shape)
 
     def _fold_thresholds(self) -> None:
         """Give every IF threshold 1 by dividing its input current by its threshold (v > theta_c with input I

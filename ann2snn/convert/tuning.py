@@ -106,7 +106,8 @@ class TuneResult:
         for r in self.table:
             mark = " **chosen**" if r["id"] == self.best["id"] else ""
             lines.append(f"| {r['id']}{mark} | {r['stage']} | {r['norm']} | {r['granularity']} | {r['v_init']} | "
-                         f"{bias_correction_text(r['bias_correction'])} | {r['maxpool']} | {100 * r['agreement']:.2f} | "
+                         f"{bias_correction_text(r['bias_correction'])} | {r['maxpool']} | "
+                         f"{100 * r['agreement']:.2f} | "
                          f"{r['relative_error']:.4f} | {r['seconds']:.1f} |")
         return "\n".join(lines) + "\n"
 

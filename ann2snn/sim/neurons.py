@@ -47,8 +47,8 @@ def run_if_chunk(v: torch.Tensor, current: torch.Tensor, steps: int, out: torch.
     arguments are not modified.
 
     Same arithmetic as ``if_step``/``signed_if_step`` (m = v + I; s = m >= 1; v = m - s), or
-    ``if_zero_step`` with ``reset="zero"`` (``threshold`` broadcasts against v), done in place on one working copy of the state, so each step
-    makes three passes over the layer and allocates nothing.
+    ``if_zero_step`` with ``reset="zero"`` (``threshold`` broadcasts against v), done in place on one
+    working copy of the state, so each step makes three passes over the layer and allocates nothing.
     """
     v = v.clone()
     if reset == "zero":

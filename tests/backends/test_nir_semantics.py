@@ -59,7 +59,8 @@ def test_the_primitives_alone_reproduce_the_simulation(tmp_path):
     # powers of two: dividing the input current by the threshold (how the file carries it) is exact
     net = _with_thresholds(net, [0.5, 1.0, 0.25, 2.0, 0.5] * 4)
     g = nir.read(export_nir(net, tmp_path / "net.nir"), type_check=True)
-    assert all(isinstance(nd, CONSUMER_TYPES) for nd in g.nodes.values()), {type(nd).__name__ for nd in g.nodes.values()}
+    assert all(isinstance(nd, CONSUMER_TYPES) for nd in g.nodes.values()), {type(nd).__name__
+                                                                            for nd in g.nodes.values()}
     assert all(np.all(nd.v_threshold == 1) for nd in g.nodes.values() if isinstance(nd, nir.IF))
     steps = 24
     res = net.simulate(x[32:], [steps], probe=net.spiking_layers, synaptic_dtype=FP32)
