@@ -101,9 +101,9 @@ def add_target_arguments(p) -> None:
                         "fixed-point accuracy report (loihi_report.json); nir: also a NIR graph <name>.nir")
     g.add_argument("--nir-semantics", choices=("nir", "annotated"), default="nir",
                    help="nir: the file's primitives alone mean what ann2snn simulates, in the node types snnTorch, "
-                        "Norse and Sinabs implement (converts with --reset zero --v-init 0 unless told otherwise); "
-                        "annotated: any conversion, exact only for a consumer that reads the node metadata "
-                        "(default nir)")
+                        "Norse and Sinabs implement (converts with --reset zero --v-init 0 --threshold-scale auto "
+                        "unless told otherwise); annotated: any conversion, exact only for a consumer that reads the "
+                        "node metadata (default nir)")
     g.add_argument("--nir-readout", choices=("current", "integrator"), default=None,
                    help="current: the output is the per-step output current, summed over time by the user (default "
                         "with --nir-semantics nir); integrator: an I node accumulates it (default with annotated)")
