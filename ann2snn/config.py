@@ -15,12 +15,11 @@ from ann2snn.ir.snn import RESETS
 GRANULARITIES = ("channel", "layer")
 MAXPOOL_MODES = ("pre_neuron", "cumulative", "spike")
 INPUT_ENCODINGS = ("analog", "poisson")
-BIAS_CORRECTION_MODES = ("bias", "auto")  # besides True and False
 THRESHOLD_SCALES_AUTO = (1.0, 1.5)  # the candidates of threshold_scale="auto"
 
 
 def bias_correction_text(value) -> str:
-    """The CLI spelling of a bias_correction value: on, off, bias or auto."""
+    """The CLI spelling of a bias_correction value: on, off or auto."""
     return value if isinstance(value, str) else ("on" if value else "off")
 
 
@@ -38,8 +37,8 @@ class ConversionConfig:
     bias_correction: make each spiking layer's mean rate per channel match the ANN's mean activation on
         calibration data (Li et al. 2021, light calibration), split into a bias shift for the steady-state
         error and an initial-potential charge for the start-up deficit, so the correction does not grow
-        with T (see ``ann2snn.convert.bias_correction``); ``True``, ``False``, ``"auto"``, or ``"bias"``
-        (the bias shift only, every initial potential left at ``v_init``: what NIR and Lava can express).
+        with T (see ``ann2snn.convert.bias_correction``); ``True``, ``False`` or ``"auto"``. With
+        ``reset="zero"`` it lowers per-channel thresholds instead, and charges no initial potential.
     calibration_timesteps: T used by mmse, bias correction and ``auto`` choices.
     bias_correction_samples: calibration samples bias correction simulates (at most).
     bias_correction_memory_mb: memory for the spike recordings bias correction keeps (1 bit per neuron
@@ -91,9 +90,8 @@ class ConversionConfig:
             problems.append(f"granularity={self.granularity!r} (allowed: {', '.join(GRANULARITIES)})")
         if self.v_init != "auto" and not (isinstance(self.v_init, (int, float)) and 0 <= self.v_init < 1):
             problems.append(f"v_init={self.v_init!r} (allowed: a fraction in [0, 1) or 'auto')")
-        if self.bias_correction not in (BIAS_CORRECTION_MODES if isinstance(self.bias_correction, str)
-                                        else (True, False)):
-            problems.append(f"bias_correction={self.bias_correction!r} (allowed: true, false, bias, auto)")
+        if self.bias_correction not in (True, False, "auto"):
+            problems.append(f"bias_correction={self.bias_correction!r} (allowed: true, false, auto)")
         if self.maxpool not in MAXPOOL_MODES:
             problems.append(f"maxpool={self.maxpool!r} (allowed: {', '.join(MAXPOOL_MODES)})")
         if self.input_encoding not in INPUT_ENCODINGS:

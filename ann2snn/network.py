@@ -42,15 +42,14 @@ class ConversionRecord:
 
     v_init: the initial potential the network was built with (None: not recorded, e.g. a file from
     elsewhere); per-neuron potentials set by bias correction live in the graph's IF nodes.
-    bias_correction / bias_correction_samples: whether bias correction ran (``"bias"``: biases only, initial
-    potentials untouched), and on how many images.
+    bias_correction / bias_correction_samples: whether bias correction ran, and on how many images.
     auto_table: the scored (v_init, bias correction) candidates of the ``auto`` choice, on
     ``auto_holdout_samples`` held-out images at ``auto_timesteps``. tuning: ``TuneResult.to_dict()`` when
     ``ConversionConfig(auto=True)`` chose the config.
     """
 
     v_init: float | None = None
-    bias_correction: bool | str = False
+    bias_correction: bool = False
     bias_correction_samples: int | None = None
     auto_table: tuple[dict, ...] | None = None
     auto_holdout_samples: int | None = None
@@ -80,8 +79,7 @@ class ConversionRecord:
         v = dict(doc)
         if v.get("v_init") is not None:
             v["v_init"] = float(v["v_init"])
-        bc = v.get("bias_correction", False)
-        v["bias_correction"] = bc if bc == "bias" else bool(bc)
+        v["bias_correction"] = bool(v.get("bias_correction", False))
         for k in ("auto_table", "auto_timesteps"):
             if v.get(k) is not None:
                 v[k] = tuple(v[k])

@@ -36,7 +36,7 @@ def timesteps_arg(text: str) -> list[int]:
     return ts
 
 
-def _v_init_arg(text: str) -> float | str:  # also --threshold-scale
+def _number_or_text(text: str) -> float | str:
     # a number, else the text: ConversionConfig names what is wrong, with the other invalid values
     try:
         return float(text)
@@ -45,9 +45,9 @@ def _v_init_arg(text: str) -> float | str:  # also --threshold-scale
 
 
 def _bias_correction_arg(text: str) -> bool | str:
-    values = {"auto": "auto", "on": True, "off": False, "bias": "bias"}
+    values = {"auto": "auto", "on": True, "off": False}
     if text not in values:
-        raise argparse.ArgumentTypeError(f"expected auto, on, off or bias, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected auto, on or off, got {text!r}")
     return values[text]
 
 
@@ -59,11 +59,11 @@ def _config_flags() -> dict[str, dict]:
     return {
         "norm": dict(help=f"threshold statistic: max, percentile:P, mmse (default {d.norm})"),
         "granularity": dict(choices=GRANULARITIES, help=f"one threshold per channel or per layer (default {d.granularity})"),
-        "v_init": dict(type=_v_init_arg, metavar="{auto,FRACTION}",
+        "v_init": dict(type=_number_or_text, metavar="{auto,FRACTION}",
                        help="initial membrane potential as a fraction of the threshold (0, 0.5) or auto (default auto)"),
-        "bias_correction": dict(type=_bias_correction_arg, metavar="{auto,on,off,bias}",
-                                help="light calibration of biases and initial potentials on calibration data; "
-                                     "bias: biases only (default auto)"),
+        "bias_correction": dict(type=_bias_correction_arg, metavar="{auto,on,off}",
+                                help="light calibration of biases on calibration data (per-channel thresholds with "
+                                     "--reset zero) (default auto)"),
         "calibration_timesteps": dict(type=int, metavar="T",
                                       help=f"T used by mmse, bias correction and auto choices (default "
                                            f"{d.calibration_timesteps})"),
@@ -74,7 +74,7 @@ def _config_flags() -> dict[str, dict]:
         "signed": dict(action="store_true", help="signed IF neurons (better at small T, slower)"),
         "reset": dict(choices=RESETS, help="after a spike, subtract the threshold (default) or reset to zero (NIR's "
                                            "and Lava's IF)"),
-        "threshold_scale": dict(type=_v_init_arg, metavar="{auto,F}",
+        "threshold_scale": dict(type=_number_or_text, metavar="{auto,F}",
                                 help=f"multiply every calibrated threshold by F (time dilation), or auto: chosen "
                                      f"on held-out calibration data (default {d.threshold_scale:g})"),
         "input_encoding": dict(choices=INPUT_ENCODINGS, help="analog constant current (default) or seeded Poisson spikes"),

@@ -521,8 +521,9 @@ class _Exporter:
     def _scale_shift(self, n: ir.ScaleShift, shape) -> None:
         scale = np.broadcast_to(np.asarray(n.scale, np.float32), shape)
         shift = np.broadcast_to(np.asarray(n.shift, np.float32), shape)
-        if not np.any(shift) and self._scale_node(scale, shape) is not None:
-            self._single(n, self._scale_node(scale, shape))
+        plain = None if np.any(shift) else self._scale_node(scale, shape)
+        if plain is not None:
+            self._single(n, plain)
         elif not np.any(shift) and len(shape) != 1:
             self._violation(n, f"a scale that varies inside a channel of a {shape} tensor has no form in the "
                                "node types NIR consumers implement", "export with semantics='annotated'")

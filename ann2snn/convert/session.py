@@ -131,12 +131,11 @@ class ConversionSession:
             check_scales_match(scales, plan.spiking)
         if config.threshold_scale != 1:
             scales = {k: np.asarray(v, np.float32) * np.float32(config.threshold_scale) for k, v in scales.items()}
-        cfg = config if config.bias_correction == "bias" else config.replace(
-            bias_correction=bool(config.bias_correction))
+        cfg = config.replace(bias_correction=bool(config.bias_correction))
         net = build_network(plan, scales, cfg, float(config.v_init), self.input_unit)
         if cfg.bias_correction:
             net = bias_correct(net, self.fit[: cfg.bias_correction_samples], cfg.calibration_timesteps,
-                               cfg.bias_correction_memory_mb, charge=cfg.bias_correction != "bias")
+                               cfg.bias_correction_memory_mb)
         return net
 
     def score(self, net: SpikingNetwork, timesteps) -> dict:
@@ -154,7 +153,7 @@ class ConversionSession:
         or 0.5, 80 or 86 % at T=8, the same at T >= 32). Best agreement wins, then the lower error.
         """
         v_options = [0.0, 0.5] if config.v_init == "auto" else [float(config.v_init)]
-        bc_options = [False, True] if config.bias_correction == "auto" else [config.bias_correction]
+        bc_options = [False, True] if config.bias_correction == "auto" else [bool(config.bias_correction)]
         d_options = THRESHOLD_SCALES_AUTO if config.threshold_scale == "auto" else [config.threshold_scale]
         candidates = [config.replace(v_init=v0, bias_correction=bc, threshold_scale=d)
                       for d in d_options for v0 in v_options for bc in bc_options]

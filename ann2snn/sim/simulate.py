@@ -337,13 +337,13 @@ class _BatchRun:
         st = self.state.get(n.name)
         if st is None:
             dtype = torch.float32 if current.dtype == torch.bfloat16 else current.dtype
-            v0 = torch.as_tensor(n.v_init, dtype=dtype, device=current.device)
-            v0 = v0.reshape((-1,) + (1,) * (len(shape) - 2)) if v0.numel() > 1 else v0.reshape(())
+            def per_channel(values):  # a scalar or one value per channel, broadcastable against (B, C, ...)
+                t = torch.as_tensor(values, dtype=dtype, device=current.device)
+                return t.reshape((-1,) + (1,) * (len(shape) - 2)) if t.numel() > 1 else t.reshape(())
+
             like = current if constant else current[0]  # same memory layout as the current (channels-last)
-            theta = np.asarray(n.threshold, np.float32)
-            theta = (1.0 if np.all(theta == 1) else torch.as_tensor(theta.reshape(
-                (-1,) + (1,) * (len(shape) - 2) if theta.size > 1 else ()), dtype=dtype, device=current.device))
-            st = {"v": torch.zeros_like(like, dtype=dtype).add_(v0), "threshold": theta,
+            theta = 1.0 if np.all(np.asarray(n.threshold) == 1) else per_channel(n.threshold)
+            st = {"v": torch.zeros_like(like, dtype=dtype).add_(per_channel(n.v_init)), "threshold": theta,
                   "count": torch.zeros_like(like, dtype=dtype) if n.signed else None}
             self.state[n.name] = st
         # spikes are computed in v's dtype: an IF step writing bfloat16 spikes (and subtracting them from a

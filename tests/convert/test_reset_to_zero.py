@@ -66,19 +66,6 @@ def test_bias_correction_lowers_thresholds_and_wins_back_the_residue(session):
     assert a_fixed > a_plain + 0.2, (a_plain, a_fixed)
 
 
-def test_bias_only_correction_leaves_potentials_and_thresholds(session):
-    net = session.build(ConversionConfig(reset="zero", v_init=0.0, bias_correction="bias",
-                                         bias_correction_samples=100))
-    assert net.record.bias_correction == "bias"
-    for n in net.graph.nodes:
-        if isinstance(n, IF):
-            assert not np.any(n.v_init) and np.all(n.threshold == 1)
-    plain = session.build(ConversionConfig(reset="zero", v_init=0.0, bias_correction=False))
-    moved = [n.name for n, m in zip(net.graph.nodes, plain.graph.nodes)
-             if getattr(n, "bias", None) is not None and not np.array_equal(n.bias, m.bias)]
-    assert moved  # biases shifted
-
-
 def test_threshold_scale_dilates_every_threshold(session):
     one = session.build(ConversionConfig(reset="zero", v_init=0.0, bias_correction=False))
     two = session.build(ConversionConfig(reset="zero", v_init=0.0, bias_correction=False, threshold_scale=2.0))
