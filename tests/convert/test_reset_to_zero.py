@@ -107,11 +107,3 @@ def test_a_bad_saved_reset_is_an_invalid_model(session, tmp_path):
     (path / "network.json").write_text(json.dumps(doc))
     with pytest.raises(InvalidModelError, match="sideways"):
         load(path)
-
-
-def test_loihi_refuses_a_reset_to_zero_network(session):
-    net = session.build(ConversionConfig(reset="zero", v_init=0.0, bias_correction=False))
-    resets = [p for p in loihi.check(net) if "reset by subtraction" in p[1]]  # (the residual Adds are another)
-    assert [p[0] for p in resets] == list(net.spiking_layers) and all("--reset subtract" in p[2] for p in resets)
-    with pytest.raises(BackendConstraintError, match="--reset subtract"):
-        loihi.export(net)

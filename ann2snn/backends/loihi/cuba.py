@@ -9,6 +9,9 @@ weight-optimal scales S*_c and S_c = min(S*_c, V): half of the channels keep θ 
 as fine as with one scale per layer), the half with the largest weights gets a higher threshold (fewer
 spikes) instead of clipped weights. Lava resets to **zero**, not by subtraction, and fires on ``>``:
 vThMant = ⌈V·dilation·4096/iDecay⌉ − 1.
+A network converted with ``reset="zero", v_init=0`` already simulates that neuron: lowering folds its
+per-channel thresholds into the weights (``lowering._fold_threshold``), and with ``time_dilation=1`` and
+``current_decay=4096`` the fixed point differs from its float simulation only by quantization and latency.
 
 Reset to zero loses each spike's overshoot, and a constant input current only gets rates 1/n. Two knobs
 shrink the overshoot: ``time_dilation`` multiplies every IF threshold (and the worth of its spikes), so fewer

@@ -190,9 +190,9 @@ def lower_graph(graph: Graph) -> tuple[list[Stage], list[Violation]]:
             if isinstance(n, IF) and n.signed:
                 _fail(violations, n, "signed IF neurons emit -1 spikes, which Loihi's CUBA neurons cannot",
                       "convert without --signed")
-            elif isinstance(n, IF) and n.reset != "subtract":
-                _fail(violations, n, "the CUBA quantizer maps IF neurons that reset by subtraction (it "
-                      "compensates Lava's reset to zero itself)", "convert with --reset subtract")
+            elif isinstance(n, IF) and n.reset == "zero" and np.any(np.asarray(n.v_init) != 0):
+                _fail(violations, n, "a neuron that resets to zero starts at v = 0 on Loihi (netx clears it "
+                      "when the input arrives), not at its initial potential", "convert with --v-init 0")
             elif isinstance(n, ir.ReLU) and n.ceiling is not None:
                 _fail(violations, n, f"clipped ReLU (ceiling {n.ceiling:g}): SDNN neurons compute an unbounded "
                       "ReLU", "use --loihi-neuron cuba, whose spike rate saturates, or retrain with plain ReLU")
@@ -229,6 +229,8 @@ def lower_graph(graph: Graph) -> tuple[list[Stage], list[Violation]]:
             stage = _linear_stage(kind, pending, n.name, shapes[n.name], violations)
             if stage is not None:
                 stage.nodes = (pending.name, n.name)
+                if isinstance(n, IF) and n.reset == "zero":
+                    _fold_threshold(stage, n.threshold)
                 stages.append(stage)
             pending = None
         elif pending is not None:
@@ -260,6 +262,15 @@ def lower_graph(graph: Graph) -> tuple[list[Stage], list[Violation]]:
             stages.append(Stage("flatten", f"{readout_in}/flatten", (), (int(np.prod(shapes[readout_in])),)))
         stages.append(readout)
     return stages, _dedupe(violations)
+
+
+def _fold_threshold(stage: Stage, threshold) -> None:
+    """A reset-to-zero IF with thresholds theta_c as one with threshold 1: v > theta_c with input I is
+    v/theta_c > 1 with input I/theta_c (v starts at 0 and resets to 0, so the scaling is exact)."""
+    theta = np.broadcast_to(np.asarray(threshold, np.float64).reshape(-1), (stage.weight.shape[0],))
+    stage.weight = stage.weight / theta.reshape((-1,) + (1,) * (stage.weight.ndim - 1))
+    if stage.bias is not None:
+        stage.bias = stage.bias / theta
 
 
 def _add_flatten(n: ir.Node, shapes, stages: list[Stage], out: list[Violation]) -> None:

@@ -256,6 +256,45 @@ def test_vgg_cuba_tracks_the_float_snn(vgg) -> None:
     assert np.mean(fixed == float_snn) >= 0.8
 
 
+def test_vgg_reset_to_zero_conversion_runs_on_cuba_as_simulated(vgg) -> None:
+    """A reset-to-zero conversion is Lava's CUBA neuron already: its per-channel thresholds fold into the
+    weights, and with an unfiltered current and no dilation the fixed point follows the float simulation
+    (only quantization and the pipeline latency differ)."""
+    from dataclasses import replace
+
+    from ann2snn.ir.snn import IF
+
+    _, s = vgg
+    net = ann2snn.convert(str(VGG), s.calib_x[:256], ConversionConfig(reset="zero", v_init=0.0,
+                                                                      bias_correction=False))
+    name = [n.name for n in net.graph.nodes if isinstance(n, IF)][1]
+    c = np.asarray(net.graph.node(name).scale).size
+    theta = np.linspace(0.7, 1.4, c, dtype=np.float32)  # thresholds as bias correction sets them
+    net = replace(net, graph=net.graph.with_nodes([replace(n, threshold=theta) if n.name == name else n
+                                                   for n in net.graph.nodes]))
+    exp = loihi.export(net, None, neuron="cuba", calibration=s.calib_x[:256], max_timesteps=32, overflow_samples=1,
+                       options=QuantizationOptions(time_dilation=1.0, current_decay=4096))
+    x = s.test_x[:60]
+    fixed = loihi.simulate_loihi(exp, x, [32]).predictions(32)
+    float_snn = net.simulate(x, [32]).predictions(32)
+    assert np.mean(fixed == float_snn) >= 0.9
+    # the folding itself: the lowered stage is the conv with each row (and bias) divided by its threshold
+    stage = next(st for st in lower_graph(net.graph)[0] if st.name == name)
+    conv = net.graph.node(net.graph.node(name).inputs[0])
+    np.testing.assert_allclose(stage.weight, conv.weight / theta[:, None, None, None], rtol=1e-6)
+    np.testing.assert_allclose(stage.bias, conv.bias / theta, rtol=1e-6)
+
+
+def test_a_charged_reset_to_zero_network_is_refused(vgg) -> None:
+    _, s = vgg
+    net = ann2snn.convert(str(VGG), s.calib_x[:64], ConversionConfig(reset="zero", v_init=0.5,
+                                                                     bias_correction=False))
+    problems = [p for p in loihi.check(net) if "starts at v = 0" in p[1]]
+    assert len(problems) == len(net.spiking_layers) and all("--v-init 0" in p[2] for p in problems)
+    with pytest.raises(BackendConstraintError, match="--v-init 0"):
+        loihi.export(net)
+
+
 def test_cli_convert_target_loihi_and_evaluate_net(vgg, tmp_path) -> None:
     from ann2snn.cli.main import main
 
