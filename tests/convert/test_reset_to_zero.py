@@ -10,11 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ann2snn import loihi
 from ann2snn.config import ConversionConfig
 from ann2snn.convert.session import ConversionSession
 from ann2snn.data import load_zoo_sample
-from ann2snn.errors import BackendConstraintError, InvalidModelError
+from ann2snn.errors import InvalidModelError
 from ann2snn.ir.snn import IF
 from ann2snn.network import load
 
