@@ -1,6 +1,12 @@
 """Loihi CUBA fixed point vs the float SNN on the zoo VGG (the Loihi issue's 1-point target at T=128).
 
-    python benchmarks/loihi_cuba.py [--start 0] [--n 2000] [--options '{"time_dilation": 2}' [--skip-defaults]] [--json F]
+    python benchmarks/loihi_cuba.py [--model vgg_avgpool] [--conversion default|zero] [--start 0] [--n 2000]
+        [--options '{"time_dilation": 2}' [--skip-defaults]] [--json F]
+
+--model also takes the held-out check models (``vgg_wide``, ``vgg_deep``) once trained into
+benchmarks/.cache/heldout (``python model_zoo/train.py --model vgg_wide --out benchmarks/.cache/heldout``);
+their test images are the same Fashion-MNIST test set. --conversion zero converts with ``--reset zero
+--v-init 0`` (the NIR conversion: bias correction as thresholds), which Lava's neuron runs as simulated.
 
 Converts vgg_avgpool with the default config (cached in benchmarks/.cache), exports it for Loihi CUBA with
 the bundled 1,000 calibration images (what `ann2snn convert vgg_avgpool --target loihi` does), and runs the
@@ -26,6 +32,8 @@ from common import converted, load_model_data, machine, write_json  # noqa: E402
 
 def main():
     ap = argparse.ArgumentParser()
+    ap.add_argument("--model", default="vgg_avgpool")
+    ap.add_argument("--conversion", choices=("default", "zero"), default="default")
     ap.add_argument("--start", type=int, default=0)
     ap.add_argument("--n", type=int, default=2000)
     ap.add_argument("--options", nargs="*", default=[], help="JSON QuantizationOptions overrides, one per variant")
@@ -38,12 +46,20 @@ def main():
     from ann2snn.backends.loihi.quantized import QuantizationOptions
     from ann2snn.loihi import simulate_loihi
 
-    path, cx, tx, ty, note = load_model_data("vgg_avgpool", n_test=a.start + a.n)
+    heldout = Path(__file__).resolve().parent / ".cache" / "heldout" / a.model / "model.onnx"
+    path, cx, tx, ty, note = load_model_data("vgg_avgpool" if heldout.is_file() else a.model, n_test=a.start + a.n)
+    path = heldout if heldout.is_file() else path
     tx, ty = tx[a.start:], ty[a.start:]
-    net = converted("vgg_avgpool", path, cx)
+    if a.conversion == "zero":
+        from ann2snn.backends.nir import NIR_CONVERSION
+        from ann2snn.config import ConversionConfig
+
+        net = converted(a.model, path, cx, ConversionConfig(**NIR_CONVERSION), tag="nir")
+    else:
+        net = converted(a.model, path, cx)
     ts = (64, 128)
     flt = net.simulate(tx, list(ts), synaptic_dtype="float32")
-    out = {"machine": machine(), "images": [a.start, a.start + len(ty)], "float_snn": {}, "variants": []}
+    out = {"machine": machine(), "model": a.model, "conversion": a.conversion, "images": [a.start, a.start + len(ty)], "float_snn": {}, "variants": []}
     for t in ts:
         out["float_snn"][str(t)] = float(np.mean(flt.predictions(t) == ty))
     variants = [json.loads(o) for o in a.options]
