@@ -70,33 +70,28 @@ def lenet_bn_maxpool() -> nn.Module:
     )
 
 
-def vgg_avgpool() -> nn.Module:
+def _vgg(c1: int, c2: int, hidden: int) -> nn.Sequential:
+    """2 x (Conv3x3-ReLU-Conv3x3-ReLU-AvgPool2) with c1/c2 channels, Flatten, Linear(c2*49, hidden)-ReLU-Linear(hidden, 10)."""
     return nn.Sequential(
-        nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(),
-        nn.Conv2d(16, 16, 3, padding=1), nn.ReLU(),
-        nn.AvgPool2d(2),                                                                 # 16x14x14
-        nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(),
-        nn.Conv2d(32, 32, 3, padding=1), nn.ReLU(),
-        nn.AvgPool2d(2),                                                                 # 32x7x7
+        nn.Conv2d(1, c1, 3, padding=1), nn.ReLU(),
+        nn.Conv2d(c1, c1, 3, padding=1), nn.ReLU(),
+        nn.AvgPool2d(2),                                                                 # c1 x 14 x 14
+        nn.Conv2d(c1, c2, 3, padding=1), nn.ReLU(),
+        nn.Conv2d(c2, c2, 3, padding=1), nn.ReLU(),
+        nn.AvgPool2d(2),                                                                 # c2 x 7 x 7
         nn.Flatten(),
-        nn.Linear(32 * 7 * 7, 128), nn.ReLU(),
-        nn.Linear(128, 10),
+        nn.Linear(c2 * 7 * 7, hidden), nn.ReLU(),
+        nn.Linear(hidden, 10),
     )
+
+
+def vgg_avgpool() -> nn.Module:
+    return _vgg(16, 32, 128)
 
 
 def vgg_wide() -> nn.Module:
     """Held-out check model (not bundled): vgg_avgpool's layout at twice the width and half the dense layer."""
-    return nn.Sequential(
-        nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(),
-        nn.Conv2d(32, 32, 3, padding=1), nn.ReLU(),
-        nn.AvgPool2d(2),                                                                 # 32x14x14
-        nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(),
-        nn.Conv2d(64, 64, 3, padding=1), nn.ReLU(),
-        nn.AvgPool2d(2),                                                                 # 64x7x7
-        nn.Flatten(),
-        nn.Linear(64 * 7 * 7, 64), nn.ReLU(),
-        nn.Linear(64, 10),
-    )
+    return _vgg(32, 64, 64)
 
 
 def vgg_deep() -> nn.Module:
