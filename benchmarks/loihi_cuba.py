@@ -10,7 +10,7 @@ their test images are the same Fashion-MNIST test set. --conversion zero convert
 
 Converts vgg_avgpool with the default config (cached in benchmarks/.cache), exports it for Loihi CUBA with
 the bundled 1,000 calibration images (what `ann2snn convert vgg_avgpool --target loihi` does), and runs the
-bit-exact fixed-point model on test images [start, start+n) at T=64 and 128, next to the float SNN (float32).
+bit-exact fixed-point model on test images [start, start+n) at --timesteps (default 64 and 128), or on held-out calibration images (--holdout N), next to the float SNN (float32).
 Each extra JSON object in --options is one more export variant (QuantizationOptions fields) in the same run.
 The fixed-point simulation runs about 0.10 s per image (T=128) on one core.
 """
@@ -34,6 +34,10 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="vgg_avgpool")
     ap.add_argument("--conversion", choices=("default", "zero"), default="default")
+    ap.add_argument("--timesteps", default="64,128", help="comma-separated T (default 64,128)")
+    ap.add_argument("--holdout", type=int, default=0,
+                    help="score on the last N of the zoo sample's 1,000 calibration images instead of test images "
+                         "(what options may be chosen on; the conversion still calibrates on all 1,000)")
     ap.add_argument("--start", type=int, default=0)
     ap.add_argument("--n", type=int, default=2000)
     ap.add_argument("--options", nargs="*", default=[], help="JSON QuantizationOptions overrides, one per variant")
@@ -50,6 +54,10 @@ def main():
     path, cx, tx, ty, note = load_model_data("vgg_avgpool" if heldout.is_file() else a.model, n_test=a.start + a.n)
     path = heldout if heldout.is_file() else path
     tx, ty = tx[a.start:], ty[a.start:]
+    if a.holdout:
+        from ann2snn.data import load_zoo_sample
+
+        tx, ty = cx[-a.holdout:], load_zoo_sample("vgg_avgpool").calib_y[-a.holdout:]
     if a.conversion == "zero":
         from ann2snn.backends.nir import NIR_CONVERSION
         from ann2snn.config import ConversionConfig
@@ -57,9 +65,9 @@ def main():
         net = converted(a.model, path, cx, ConversionConfig(**NIR_CONVERSION), tag="nir")
     else:
         net = converted(a.model, path, cx)
-    ts = (64, 128)
+    ts = tuple(int(t) for t in a.timesteps.split(","))
     flt = net.simulate(tx, list(ts), synaptic_dtype="float32")
-    out = {"machine": machine(), "model": a.model, "conversion": a.conversion, "images": [a.start, a.start + len(ty)], "float_snn": {}, "variants": []}
+    out = {"machine": machine(), "model": a.model, "conversion": a.conversion, "images": f"calibration[-{a.holdout}:]" if a.holdout else [a.start, a.start + len(ty)], "float_snn": {}, "variants": []}
     for t in ts:
         out["float_snn"][str(t)] = float(np.mean(flt.predictions(t) == ty))
     variants = [json.loads(o) for o in a.options]
