@@ -35,6 +35,25 @@ def test_maxpool(case, opset):
     assert [type(n).__name__ for n in g.nodes] == ["MaxPool2d"]
 
 
+@pytest.mark.parametrize("case", MAX_CASES, ids=list(MAX_CASES))
+def test_maxpool_kernels_agree_across_memory_layouts(case):
+    """The strided-view max (NCHW, few channels) and torch's channels-last kernel (many channels) give the
+    same values bit for bit, on either side of the channel count that picks between them."""
+    import torch
+
+    from ann2snn.ir.reference import _CHANNELS_LAST_POOL_MIN, forward
+
+    for channels in (3, _CHANNELS_LAST_POOL_MIN + 8):
+        shape = (2, channels) + SHAPE[2:]
+        x = torch.from_numpy(RNG.standard_normal(shape).astype(np.float32))
+        g = assert_matches_onnxruntime(one_node_model("MaxPool", [("x", shape)], opset=12, **MAX_CASES[case]),
+                                       x.numpy())
+        node = g.nodes[0]
+        nchw = forward(node, x)
+        channels_last = forward(node, x.contiguous(memory_format=torch.channels_last))
+        assert torch.equal(nchw, channels_last)
+
+
 @pytest.mark.parametrize("opset", [7, 8])
 def test_maxpool_old_opsets(opset):
     assert_matches_onnxruntime(one_node_model("MaxPool", [("x", SHAPE)], opset=opset, kernel_shape=[3, 3],
