@@ -58,12 +58,19 @@ def _uniform_average(n: ir.AvgPool2d, in_shape) -> bool:
 def integer_grids(graph, static: set[str]) -> dict[str, Grid]:
     """{conv/dense node: the grid of its input} for the synaptic ops whose time-varying input is exact in
     7-bit unsigned integers (see the module docstring)."""
+    grids = tensor_grids(graph, static)
+    return {n.name: grids[n.inputs[0]] for n in graph.nodes
+            if isinstance(n, (ir.Conv2d, ir.Dense)) and n.inputs[0] in grids and grids[n.inputs[0]].fits}
+
+
+def tensor_grids(graph, static: set[str]) -> dict[str, Grid]:
+    """{time-varying tensor: its grid} for the tensors whose every value is ``step * k`` (spikes and what
+    pools, concatenates or reshapes them); the outputs of conv/dense ops have none."""
     shapes = graph.shapes
     grids: dict[str, Grid] = {}
     inp = graph.inputs[0].name
     if inp not in static:  # Poisson input spikes: sign(x)
         grids[inp] = Grid(1.0, -1, 1)
-    result = {}
     for n in graph.nodes:
         if n.name in static:
             continue
@@ -72,8 +79,7 @@ def integer_grids(graph, static: set[str]) -> dict[str, Grid]:
         if isinstance(n, IF):
             grid = Grid(1.0, -1 if n.signed else 0, 1)
         elif isinstance(n, (ir.Conv2d, ir.Dense)):
-            if ins[0] is not None and ins[0].fits:
-                result[n.name] = ins[0]
+            pass
         elif None in ins:
             grid = None
         elif n.is_layout or isinstance(n, (ir.MaxPool2d, ir.GlobalMaxPool, CumulativeMaxPool2d,
@@ -88,7 +94,7 @@ def integer_grids(graph, static: set[str]) -> dict[str, Grid]:
             grid = ins[0].scaled(int(np.prod(shapes[n.inputs[0]][1:])))
         if grid is not None:
             grids[n.name] = grid
-    return result
+    return grids
 
 
 @functools.cache

@@ -27,7 +27,7 @@ from ann2snn.errors import DataError
 from ann2snn.ir import nodes as ir
 from ann2snn.ir.reference import check_input, forward
 from ann2snn.ir.snn import IF, CumulativeGlobalMaxPool, CumulativeMaxPool2d
-from ann2snn.sim.int8 import int8_available, int8_op, integer_grids
+from ann2snn.sim.int8 import int8_available, int8_op, integer_grids, tensor_grids
 from ann2snn.sim.neurons import run_if_chunk
 
 log = logging.getLogger(__name__)
@@ -265,6 +265,8 @@ class _BatchRun:
         self.x = x
         self.generator = generator
         self.static = net.static_tensors()
+        # tensors of whole numbers (spikes, and their max-pools, concatenations and layouts)
+        self.whole_numbers = {t for t, g in tensor_grids(self.graph, self.static).items() if g.step == 1}
         self.kernels = kernels
         self.spike_dtype = kernels.dtype
         self.values_static: dict[str, torch.Tensor] = {}
@@ -363,9 +365,17 @@ class _BatchRun:
     def _cumulative_pool(self, n, x: torch.Tensor) -> torch.Tensor:
         tc, B = x.shape[:2]
         st = self.state.setdefault(n.name, {})
-        cum = torch.cumsum(x, dim=0)
+        if n.inputs[0] in self.whole_numbers:
+            # counts of spikes: exact in any order of addition, and a running sum in the input's layout is
+            # 2-3x faster than torch.cumsum (which accumulates in float64 and returns NCHW)
+            cum = torch.empty_like(x)
+            cum[0] = x[0]
+            for i in range(1, tc):
+                torch.add(cum[i - 1], x[i], out=cum[i])
+        else:
+            cum = torch.cumsum(x, dim=0)
         if "carry" in st:
-            cum = cum + st["carry"]
+            cum.add_(st["carry"])
         pooled = forward(n, _flat(cum))
         pooled = pooled.reshape((tc, B) + tuple(pooled.shape[1:]))
         prev = st.get("pooled")
