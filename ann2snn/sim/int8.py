@@ -63,10 +63,14 @@ def integer_grids(graph, static: set[str]) -> dict[str, Grid]:
             if isinstance(n, (ir.Conv2d, ir.Dense)) and n.inputs[0] in grids and grids[n.inputs[0]].fits}
 
 
-def tensor_grids(graph, static: set[str]) -> dict[str, Grid]:
+def tensor_grids(graph, static: set[str], *, averages: bool = True) -> dict[str, Grid]:
     """{time-varying tensor: its grid} for the tensors whose every value is ``step * k`` (spikes and what
-    pools, concatenates or reshapes them); the outputs of conv/dense ops have none."""
-    shapes = graph.shapes
+    pools, concatenates or reshapes them); the outputs of conv/dense ops have none.
+
+    averages: follow average pools (their grids need the graph's shapes; a part of a graph whose inputs
+    are replayed spikes has none, so ``whole_number_tensors`` leaves them out: their step is below 1).
+    """
+    shapes = graph.shapes if averages else None
     grids: dict[str, Grid] = {}
     inp = graph.inputs[0].name
     if inp not in static:  # Poisson input spikes: sign(x)
@@ -88,6 +92,8 @@ def tensor_grids(graph, static: set[str]) -> dict[str, Grid]:
             grid = ins[0]
         elif isinstance(n, ir.Concat) and len({g.step for g in ins}) == 1:
             grid = Grid(ins[0].step, min(g.lo for g in ins), max(g.hi for g in ins))
+        elif not averages:
+            grid = None
         elif isinstance(n, ir.AvgPool2d) and _uniform_average(n, shapes[n.inputs[0]]):
             grid = ins[0].scaled(n.kernel[0] * n.kernel[1])
         elif isinstance(n, ir.GlobalAvgPool):
@@ -95,6 +101,11 @@ def tensor_grids(graph, static: set[str]) -> dict[str, Grid]:
         if grid is not None:
             grids[n.name] = grid
     return grids
+
+
+def whole_number_tensors(graph, static: set[str]) -> set[str]:
+    """Time-varying tensors of whole numbers: spikes, and their max-pools, concatenations and layouts."""
+    return {t for t, g in tensor_grids(graph, static, averages=False).items() if g.step == 1}
 
 
 @functools.cache

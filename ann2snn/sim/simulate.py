@@ -27,7 +27,7 @@ from ann2snn.errors import DataError
 from ann2snn.ir import nodes as ir
 from ann2snn.ir.reference import check_input, forward
 from ann2snn.ir.snn import IF, CumulativeGlobalMaxPool, CumulativeMaxPool2d
-from ann2snn.sim.int8 import int8_available, int8_op, integer_grids, tensor_grids
+from ann2snn.sim.int8 import int8_available, int8_op, integer_grids, whole_number_tensors
 from ann2snn.sim.neurons import run_if_chunk
 
 log = logging.getLogger(__name__)
@@ -265,8 +265,7 @@ class _BatchRun:
         self.x = x
         self.generator = generator
         self.static = net.static_tensors()
-        # tensors of whole numbers (spikes, and their max-pools, concatenations and layouts)
-        self.whole_numbers = {t for t, g in tensor_grids(self.graph, self.static).items() if g.step == 1}
+        self.whole_numbers = whole_number_tensors(self.graph, self.static)
         self.kernels = kernels
         self.spike_dtype = kernels.dtype
         self.values_static: dict[str, torch.Tensor] = {}
