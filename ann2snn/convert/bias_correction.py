@@ -23,7 +23,7 @@ from ann2snn.ir.graph import Graph
 from ann2snn.ir.reference import run_graph
 from ann2snn.ir.snn import IF, CumulativeGlobalMaxPool, CumulativeMaxPool2d
 from ann2snn.network import SpikingNetwork
-from ann2snn.sim.simulate import channel_sum, run_batch
+from ann2snn.sim.simulate import channel_sum, partial_sums, run_batch
 
 log = logging.getLogger(__name__)
 
@@ -148,12 +148,11 @@ def _run_layer(net, graph: Graph, name: str, replayed, batches, recordings, step
             if record:
                 chunks.append(_pack(spikes))
             if count_at:
-                for t in count_at:
-                    if done < t <= done + len(spikes):
-                        upto = spikes[:t - done].sum(0, dtype=torch.float32)
-                        counts[t] = counts[t] + channel_sum(upto if total is None else total + upto)
-                chunk_sum = spikes.sum(0, dtype=torch.float32)
-                total = chunk_sum if total is None else total + chunk_sum
+                ends = {t: t - done - 1 for t in count_at if done < t <= done + len(spikes)}
+                sums = partial_sums(spikes, 0.0 if total is None else total, list(ends.values()), whole=True)
+                for t, k in ends.items():
+                    counts[t] = counts[t] + channel_sum(sums[k])
+                total = sums[-1]
             done += len(spikes)
         packed.append(chunks)
     return packed if record else counts

@@ -386,12 +386,22 @@ class _BatchRun:
         return out
 
 
-def _partial_sums(x: torch.Tensor, start: torch.Tensor, ks: list[int]) -> dict[int, torch.Tensor]:
-    """start + x[:k+1].sum(0) for each k in ks (fp32), plus the whole chunk under key -1."""
+def partial_sums(x: torch.Tensor, start: torch.Tensor | float, ks: list[int], *, whole: bool = False
+                  ) -> dict[int, torch.Tensor]:
+    """start + x[:k+1].sum(0) for each k in ks (fp32), plus the whole chunk under key -1.
+
+    whole: x holds whole numbers (spikes), which add exactly in any order: summed step by step in x's
+    layout (torch.sum over the time axis of a channels-last chunk is up to 8x slower).
+    """
     out, acc, prev = {}, start, 0
     for k in sorted(ks) + [x.shape[0] - 1]:
         if k + 1 > prev:
-            acc = acc + x[prev:k + 1].sum(0, dtype=torch.float32)
+            if whole:
+                acc = x[prev] + acc  # x first: the sum takes x's (channels-last) layout
+                for i in range(prev + 1, k + 1):
+                    acc.add_(x[i])
+            else:
+                acc = acc + x[prev:k + 1].sum(0, dtype=torch.float32)
             prev = k + 1
         out[k] = acc
     out[-1] = acc
@@ -493,10 +503,10 @@ def simulate(net, x: np.ndarray, timesteps, *, batch_size: int = 100, time_chunk
                     cum = {k: readout + step * (k + 1) for k in ks + [tc - 1]}
                     cum[-1] = cum[tc - 1]
                 else:
-                    cum = _partial_sums(vals[out_name], readout, ks)
+                    cum = partial_sums(vals[out_name], readout, ks)
                 # IF outputs are never static; signed neurons need net and absolute counts apart
-                net_cum = {name: _partial_sums(vals[name], net_counts[name], ks) for name in tracked}
-                act_cum = {name: _partial_sums(vals[name].abs(), act_counts[name], ks)
+                net_cum = {name: partial_sums(vals[name], net_counts[name], ks, whole=True) for name in tracked}
+                act_cum = {name: partial_sums(vals[name].abs(), act_counts[name], ks, whole=True)
                            if graph.node(name).signed else net_cum[name] for name in acc}
                 for t in ts:
                     if done < t <= done + tc:
