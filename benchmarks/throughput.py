@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -28,6 +29,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from ann2snn.sim import native  # noqa: E402
 from common import ROOT, converted, export_ir, load_model_data, machine, run_sj, write_json  # noqa: E402
 
 CONFIGS = {  # name -> simulate kwargs
@@ -41,6 +43,20 @@ CONFIGS = {  # name -> simulate kwargs
     "int8_chunk8": dict(synaptic_dtype="int8", time_chunk=8),
     "default": dict(),
 }
+# the same with the eager IF update instead of the fused C kernels (``ann2snn.sim.native``)
+EAGER_IF = {f"{name}_eager": kwargs for name, kwargs in CONFIGS.items()}
+
+
+def simulate(net, x, timesteps, config: str, **kwargs):
+    """``net.simulate`` with the named configuration (``*_eager``: the fused IF kernels switched off)."""
+    if config not in EAGER_IF:
+        return net.simulate(x, timesteps, **kwargs, **CONFIGS[config])
+    library = native.library
+    native.library = lambda: None
+    try:
+        return net.simulate(x, timesteps, **kwargs, **EAGER_IF[config])
+    finally:
+        native.library = library
 
 
 def ann_forward(net, xb):
@@ -80,9 +96,10 @@ def rss_child(a, cfg: str) -> float:
     code = (f"import sys, torch; torch.set_num_threads({a.threads}); sys.path.insert(0, {str(ROOT / 'benchmarks')!r});"
             f"from common import *; p, cx, tx, ty, _ = load_model_data({a.model!r}, n_test={a.batch});"
             f"net = converted({a.model!r}, p, cx);"
-            + ("" if cfg == "none" else f"net.simulate(tx, [{a.T}], batch_size={a.batch}, **{CONFIGS[cfg]!r});")
+            + ("" if cfg == "none" else f"net.simulate(tx, [{a.T}], batch_size={a.batch}, **{CONFIGS.get(cfg, EAGER_IF.get(cfg))!r});")
             + "print(peak_rss_mb())")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    env = {**os.environ, "ANN2SNN_NATIVE": "0"} if cfg in EAGER_IF else None
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, env=env)
     return float(out.stdout.strip().splitlines()[-1]) if out.returncode == 0 else float("nan")
 
 
@@ -93,7 +110,7 @@ def main():
     ap.add_argument("--batch", type=int, default=100)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--reps", type=int, default=5)
-    ap.add_argument("--configs", nargs="+", default=list(CONFIGS))
+    ap.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS) + list(EAGER_IF))
     ap.add_argument("--sj", action="store_true", help="also measure SpikingJelly 2.0.0 (needs benchmarks/.venv-sj)")
     ap.add_argument("--sj-mode", default="99.9%")
     ap.add_argument("--rss", action="store_true", help="peak RSS per configuration (fresh subprocesses)")
@@ -133,7 +150,7 @@ def main():
     ort_forward = lambda xb: ort_model(xb.numpy(), batch_size=len(xb))  # noqa: E731
     ort_forward(xb)
     for c in a.configs:  # warm-up
-        net.simulate(x, [4], batch_size=a.batch, **CONFIGS[c])
+        simulate(net, x, [4], c, batch_size=a.batch)
     # each simulation is paired with ANN measurements taken just before it: wall clock and process CPU time
     # (less sensitive to other processes taking the cores)
     runs = {c: [] for c in a.configs}
@@ -152,7 +169,7 @@ def main():
             ann_mod_s.append(h)
             ann_ort_s.append(o)
             t0, c0 = time.perf_counter(), time.process_time()
-            net.simulate(x, [T], batch_size=a.batch, **CONFIGS[c])
+            simulate(net, x, [T], c, batch_size=a.batch)
             s, sc = time.perf_counter() - t0, time.process_time() - c0
             runs[c].append(s)
             ratios[c].append(s / (f * T))
@@ -169,7 +186,7 @@ def main():
            "configs": {}}
     for c in a.configs:
         rr, cr, br = ratios[c], cpu_ratios[c], best_ratios[c]
-        res["configs"][c] = {"kwargs": CONFIGS[c], "sim_s": runs[c], "ratio_median": statistics.median(rr),
+        res["configs"][c] = {"kwargs": {**CONFIGS.get(c, EAGER_IF.get(c)), "fused_if": c not in EAGER_IF}, "sim_s": runs[c], "ratio_median": statistics.median(rr),
                              "ratio_min": min(rr), "ratio_max": max(rr), "cpu_ratio_median": statistics.median(cr),
                              "cpu_ratio_min": min(cr), "cpu_ratio_max": max(cr),
                              "best_ann_ratio_median": statistics.median(br), "best_ann_ratio_min": min(br),

@@ -49,6 +49,8 @@ def run_if_chunk(v: torch.Tensor, current: torch.Tensor, steps: int, out: torch.
     Same arithmetic as ``if_step``/``signed_if_step`` (m = v + I; s = m >= 1; v = m - s), or
     ``if_zero_step`` with ``reset="zero"`` (``threshold`` broadcasts against v), done in place on one
     working copy of the state, so each step makes three passes over the layer and allocates nothing.
+    The simulator runs the fused C form of this loop (``ann2snn.sim.native``, one pass per step, results
+    identical) where it can, and this one elsewhere (no C compiler, CUDA, unusual layouts).
     """
     v = v.clone()
     if reset == "zero":

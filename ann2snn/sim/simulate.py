@@ -27,6 +27,7 @@ from ann2snn.errors import DataError
 from ann2snn.ir import nodes as ir
 from ann2snn.ir.reference import check_input, forward
 from ann2snn.ir.snn import IF, CumulativeGlobalMaxPool, CumulativeMaxPool2d
+from ann2snn.sim import native
 from ann2snn.sim.int8 import int8_available, int8_op, integer_grids, whole_number_tensors
 from ann2snn.sim.neurons import run_if_chunk
 
@@ -268,6 +269,7 @@ class _BatchRun:
         self.whole_numbers = whole_number_tensors(self.graph, self.static)
         self.kernels = kernels
         self.spike_dtype = kernels.dtype
+        self.fused_if = x.device.type == "cpu" and native.library() is not None
         self.values_static: dict[str, torch.Tensor] = {}
         self.state: dict[str, dict] = {}
         feeds = {self.graph.inputs[0].name: x}
@@ -347,19 +349,31 @@ class _BatchRun:
             st = {"v": torch.zeros_like(like, dtype=dtype).add_(per_channel(n.v_init)), "threshold": theta,
                   "count": torch.zeros_like(like, dtype=dtype) if n.signed else None}
             self.state[n.name] = st
+        if self.fused_if:
+            # the fused kernels write the spikes in the consumer's dtype and update the state in place
+            out = self._spike_buffer(tc, shape, current, constant, self.spike_dtype)
+            threshold = st["threshold"]
+            if isinstance(threshold, torch.Tensor) and threshold.numel() > 1:
+                threshold = st.setdefault("threshold_per_neuron", native.expand_threshold(threshold, st["v"]))
+            if native.run_if_chunk(st["v"], current, tc, out, st["count"], constant, n.reset, threshold):
+                return out
         # spikes are computed in v's dtype: an IF step writing bfloat16 spikes (and subtracting them from a
         # float32 v) goes through slow mixed-dtype loops; one cast of the whole chunk afterwards is 2x cheaper
         dtype = st["v"].dtype
-        if constant and len(shape) == 4:  # (tc, B, C, H, W) with channels-last strides
-            b, c, h, w = shape
-            out = torch.empty((tc, b, h, w, c), dtype=dtype, device=current.device).permute(0, 1, 4, 2, 3)
-        elif constant:
-            out = torch.empty((tc,) + shape, dtype=dtype, device=current.device)
-        else:
-            out = torch.empty_like(current, dtype=dtype)
+        out = self._spike_buffer(tc, shape, current, constant, dtype)
         st["v"], st["count"] = run_if_chunk(st["v"], current, tc, out, st["count"], constant, n.reset,
                                             st["threshold"])
         return out if self.spike_dtype == dtype else out.to(self.spike_dtype)
+
+    @staticmethod
+    def _spike_buffer(tc: int, shape: tuple, current: torch.Tensor, constant: bool, dtype) -> torch.Tensor:
+        """(tc, *shape) in the current's memory layout (channels-last for 4-D layers)."""
+        if constant and len(shape) == 4:  # (tc, B, C, H, W) with channels-last strides
+            b, c, h, w = shape
+            return torch.empty((tc, b, h, w, c), dtype=dtype, device=current.device).permute(0, 1, 4, 2, 3)
+        if constant:
+            return torch.empty((tc,) + shape, dtype=dtype, device=current.device)
+        return torch.empty_like(current, dtype=dtype)
 
     def _cumulative_pool(self, n, x: torch.Tensor) -> torch.Tensor:
         tc, B = x.shape[:2]
