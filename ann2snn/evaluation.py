@@ -9,10 +9,7 @@ run give the same report.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import dataclasses
-import functools
 import hashlib
 import logging
 import os
@@ -32,6 +29,7 @@ from ann2snn.errors import DataError, DistributedRunError, InvalidModelError
 from ann2snn.fileio import json_keys
 from ann2snn.ir.graph import Graph
 from ann2snn.network import SpikingNetwork
+from ann2snn.sim.heap import release_freed_memory
 from ann2snn.sim.simulate import check_device, layer_statistics, resolve_synaptic_dtype
 
 log = logging.getLogger(__name__)
@@ -116,24 +114,6 @@ class OnnxRuntimeModel:
                 chunk = np.concatenate([chunk, np.repeat(chunk[-1:], fixed - n, axis=0)])
             outs.append(self.session.run(None, {self.input.name: chunk.astype(np.float32)})[0][:n])
         return np.concatenate(outs)
-
-
-@functools.lru_cache(maxsize=1)
-def _malloc_trim():
-    """glibc's ``malloc_trim``, or None elsewhere (musl, macOS, Windows)."""
-    try:
-        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
-    except (OSError, AttributeError):
-        return None
-
-
-def release_freed_memory() -> None:
-    """Hand the heap's free pages back to the OS. Each batch frees megabytes of simulator and onnxruntime
-    buffers while the small per-batch records stay allocated between them; glibc then cannot shrink its heaps,
-    and an evaluation of 60,000 images grew by 900 MB without it (15 KB per image, nothing of it live)."""
-    trim = _malloc_trim()
-    if trim is not None:
-        trim(0)
 
 
 def onnxruntime_outputs(model, x: np.ndarray, batch_size: int = 256) -> np.ndarray:

@@ -23,6 +23,7 @@ from ann2snn.ir.graph import Graph
 from ann2snn.ir.reference import run_graph
 from ann2snn.ir.snn import IF, CumulativeGlobalMaxPool, CumulativeMaxPool2d
 from ann2snn.network import SpikingNetwork
+from ann2snn.sim.heap import release_freed_memory
 from ann2snn.sim.simulate import channel_sum, partial_sums, run_batch
 
 log = logging.getLogger(__name__)
@@ -101,6 +102,7 @@ def bias_correct(net: SpikingNetwork, x: np.ndarray, timesteps: int, memory_mb: 
             left[upstream] -= 1
             if left[upstream] == 0:
                 del recordings[upstream]
+    release_freed_memory()
     return replace(net, graph=graph, record=net.record.replace(bias_correction=True, bias_correction_samples=n))
 
 

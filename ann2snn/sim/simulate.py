@@ -27,7 +27,7 @@ from ann2snn.errors import DataError
 from ann2snn.ir import nodes as ir
 from ann2snn.ir.reference import check_input, forward
 from ann2snn.ir.snn import IF, CumulativeGlobalMaxPool, CumulativeMaxPool2d
-from ann2snn.sim import native
+from ann2snn.sim import heap, native
 from ann2snn.sim.int8 import int8_available, int8_op, integer_grids, whole_number_tensors
 from ann2snn.sim.neurons import run_if_chunk
 
@@ -270,6 +270,7 @@ class _BatchRun:
         self.kernels = kernels
         self.spike_dtype = kernels.dtype
         self.fused_if = x.device.type == "cpu" and native.library() is not None
+        heap.reuse_freed_buffers()  # each chunk's buffers are the last chunk's, not freshly faulted pages
         self.values_static: dict[str, torch.Tensor] = {}
         self.state: dict[str, dict] = {}
         feeds = {self.graph.inputs[0].name: x}
@@ -537,6 +538,7 @@ def simulate(net, x: np.ndarray, timesteps, *, batch_size: int = 100, time_chunk
                 done += tc
                 bar.update(xb.shape[0] * tc)
     bar.close()
+    heap.release_freed_memory()
     result = SimulationResult(ts, {t: np.concatenate(v) for t, v in outputs.items()},
                               softmax=net.output_softmax is not None and not net.output_softmax.log,
                               log_softmax=net.output_softmax is not None and net.output_softmax.log,
