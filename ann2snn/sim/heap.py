@@ -1,13 +1,13 @@
 """glibc heap settings for the simulator: reuse freed chunk buffers instead of faulting in fresh pages.
 
 Every time chunk allocates and frees the same few tensors of megabytes (currents, spikes, pooled spikes).
-With glibc's defaults, blocks that size are mmap-ed and unmapped on free (or trimmed off the heap top), so
-each chunk faults its pages in again, zero-filled by the kernel: on the zoo VGG (int8, 500 images, T=64,
-2 threads) 540,000 minor page faults and 2.1 s, against 0 faults and 1.0 s with freed blocks kept
-(``benchmarks/RESULTS.md``, "Heap reuse"). ``reuse_freed_buffers`` raises glibc's mmap threshold to its
-ceiling (32 MiB) and its trim threshold to 1 GiB, once per process; the memory is handed back explicitly
-with ``release_freed_memory`` (``malloc_trim``) where a simulation or an evaluation batch ends, so the RSS
-between runs is what it was. Other C libraries (musl, macOS, Windows) are left as they are, and so is a
+With glibc's defaults such blocks are mmap-ed and unmapped on free, or trimmed off the heap's top, whenever
+its dynamic thresholds have not caught up with the process's mix of sizes, and each chunk then faults its
+pages in again, zero-filled by the kernel: the README's main job spent a sixth of its CPU time in those page
+faults (``benchmarks/heap_reuse.py``; figures in ``benchmarks/RESULTS.md``, "Heap reuse").
+``reuse_freed_buffers`` raises glibc's mmap threshold to its ceiling (32 MiB) and its trim threshold to 1 GiB,
+once per process; the memory is handed back explicitly with ``release_freed_memory`` (``malloc_trim``) where
+a simulation or an evaluation batch ends, so the RSS between runs is what it was. Other C libraries (musl, macOS, Windows) are left as they are, and so is a
 process whose user set glibc's own ``MALLOC_MMAP_THRESHOLD_`` / ``MALLOC_TRIM_THRESHOLD_``.
 """
 
