@@ -215,7 +215,9 @@ def test_output_unit_scale_and_repeated_fan_in(tmp_path):
     g = roundtrip(net, tmp_path)
     np.testing.assert_array_equal(g.nodes["readout_unit"].scale, net.output_units["r1"])
     assert ("r1", "readout_unit") in g.edges and ("readout_unit", "readout") in g.edges
-    x = np.random.default_rng(0).random((4, 2, 8, 8)).astype(np.float32)
+    # not make_net's calibration images (seed 0): on the image that set a threshold the current is exactly it,
+    # and whether the neuron fires every step then hangs on the last bit of each library's summation order
+    x = np.random.default_rng(1).random((4, 2, 8, 8)).astype(np.float32)
     out, _ = NirInterpreter(g, "ann2snn").run(x, 10)
     np.testing.assert_allclose(out["output"] / 10, net.simulate(x, [10], synaptic_dtype=FP32).outputs[10], rtol=1e-5)
 
