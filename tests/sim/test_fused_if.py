@@ -117,3 +117,30 @@ def test_simulator_results_do_not_depend_on_the_kernels(name, config, monkeypatc
             eager = net.simulate(x, [5, 16], synaptic_dtype=dtype, batch_size=25, time_chunk=3)
         for t in (5, 16):
             np.testing.assert_array_equal(fused.outputs[t], eager.outputs[t])
+
+
+@needs_kernels
+def test_kernels_are_built_once_into_the_cache_folder(monkeypatch, tmp_path):
+    monkeypatch.setenv("ANN2SNN_CACHE_DIR", str(tmp_path))
+    native.library.cache_clear()
+    try:
+        assert native.library() is not None
+        built = list((tmp_path / "kernels").glob("if_kernels-*.so"))
+        assert len(built) == 1 and not list((tmp_path / "kernels").glob("tmp*"))  # no half-built leftovers
+        native.library.cache_clear()
+        stamp = built[0].stat().st_mtime_ns
+        assert native.library() is not None and built[0].stat().st_mtime_ns == stamp  # loaded, not rebuilt
+    finally:
+        native.library.cache_clear()
+
+
+def test_without_a_compiler_the_eager_path_runs(monkeypatch, tmp_path):
+    monkeypatch.setenv("CC", str(tmp_path / "no-such-compiler"))
+    monkeypatch.setenv("ANN2SNN_CACHE_DIR", str(tmp_path / "cache"))
+    native.library.cache_clear()
+    try:
+        assert native.library() is None
+        v0, cur = _layer(SHAPES["dense"], "dense", seed=3)
+        assert not native.run_if_chunk(v0.clone(), cur, STEPS, torch.empty_like(cur), None, False, "subtract", 1.0)
+    finally:
+        native.library.cache_clear()
