@@ -13,7 +13,8 @@
  *
  * All tensors share one dense memory layout (the caller checks strides): element i of step t of the
  * current is cur[t * cur_step + i] (cur_step 0: the same current every step), of the spikes
- * out[t * n + i]. Inputs and spikes are float32 or bfloat16 (raw 16-bit words; spikes 0, 1, -1 are exact).
+ * out[t * n + i]. Inputs and spikes are float32 or bfloat16 (raw 16-bit words; spikes 0, 1, -1 are exact);
+ * the unsigned neurons also write uint8 spikes, for the int8 synapses.
  */
 #include <stdint.h>
 #include <string.h>
@@ -28,6 +29,8 @@ static inline float from_bf16(uint16_t x) {
     return f;
 }
 static inline float to_f32(float s) { return s; }
+/* spikes 0 and 1 as bytes: what int8 synapses read (a -1 has no byte; signed neurons keep float spikes) */
+static inline uint8_t to_u8(float s) { return (uint8_t)s; }
 /* bfloat16 of 0, 1 and -1 is the top half of their float32 bits */
 static inline uint16_t to_bf16(float s) {
     uint32_t u;
@@ -87,3 +90,26 @@ IF_KERNELS(f32, float, f32, float)
 IF_KERNELS(f32, float, bf16, uint16_t)
 IF_KERNELS(bf16, uint16_t, f32, float)
 IF_KERNELS(bf16, uint16_t, bf16, uint16_t)
+
+#define UNSIGNED_BYTE_KERNELS(IN, IN_T)                                                                 \
+void ann2snn_if_subtract_##IN##_u8(const IN_T *restrict cur, int64_t cur_step, float *restrict v,      \
+                                   uint8_t *restrict out, int64_t n, int64_t steps) {                   \
+    FOR_BLOCKS(                                                                                         \
+        const float m = v[i] + from_##IN(cur[c0 + i]);                                                  \
+        const float s = m >= 1.0f ? 1.0f : 0.0f;                                                        \
+        v[i] = m - s;                                                                                   \
+        out[o0 + i] = to_u8(s);)                                                                        \
+}                                                                                                       \
+void ann2snn_if_zero_##IN##_u8(const IN_T *restrict cur, int64_t cur_step, float *restrict v,          \
+                               uint8_t *restrict out, int64_t n, int64_t steps,                         \
+                               const float *restrict threshold, int64_t per_neuron) {                   \
+    const float theta = threshold[0];                                                                   \
+    FOR_BLOCKS(                                                                                         \
+        const float m = v[i] + from_##IN(cur[c0 + i]);                                                  \
+        const int fire = m > (per_neuron ? threshold[i] : theta);                                       \
+        v[i] = fire ? 0.0f : m;                                                                         \
+        out[o0 + i] = (uint8_t)fire;)                                                                   \
+}
+
+UNSIGNED_BYTE_KERNELS(f32, float)
+UNSIGNED_BYTE_KERNELS(bf16, uint16_t)

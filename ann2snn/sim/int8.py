@@ -147,7 +147,9 @@ class _Int8Op:
         """float32 values on the grid -> uint8 ``k - lo`` (same memory layout). float -> int8 is vectorized
         (float -> uint8 is not: 4x slower), and k - lo <= 127 makes the int8 and uint8 bytes equal."""
         if self.exact_step and not self.zero_point:
-            return x.to(torch.int8).view(torch.uint8)
+            # spikes the IF kernels wrote as bytes already are k - lo
+            return x if x.dtype == torch.uint8 else x.to(torch.int8).view(torch.uint8)
+        x = x.float()
         k = x if self.exact_step else torch.round(x * self.inv_step)  # k / n is not exact in float32
         return (k + self.zero_point).to(torch.int8).view(torch.uint8)
 

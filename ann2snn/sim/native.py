@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).with_name("if_kernels.c")
 _TYPE_NAMES = {torch.float32: "f32", torch.bfloat16: "bf16"}
+_SPIKE_TYPE_NAMES = {**_TYPE_NAMES, torch.uint8: "u8"}  # uint8 spikes: unsigned neurons only
 _FLAGS = ["-O3", "-ffp-contract=off", "-fno-math-errno", "-std=c11", "-shared", "-fPIC"]
 
 
@@ -125,6 +126,8 @@ def _declare(lib: ctypes.CDLL) -> None:
             getattr(lib, f"ann2snn_if_subtract_{src}_{dst}").argtypes = [p, i64, p, p, i64, i64]
             getattr(lib, f"ann2snn_if_zero_{src}_{dst}").argtypes = [p, i64, p, p, i64, i64, p, i64]
             getattr(lib, f"ann2snn_if_signed_{src}_{dst}").argtypes = [p, i64, p, p, p, i64, i64]
+        getattr(lib, f"ann2snn_if_subtract_{src}_u8").argtypes = [p, i64, p, p, i64, i64]
+        getattr(lib, f"ann2snn_if_zero_{src}_u8").argtypes = [p, i64, p, p, i64, i64, p, i64]
 
 
 def _same_dense_layout(v: torch.Tensor, *others: torch.Tensor) -> bool:
@@ -141,14 +144,15 @@ def run_if_chunk(v: torch.Tensor, current: torch.Tensor, steps: int, out: torch.
                  count: torch.Tensor | None, constant: bool, reset: str, threshold) -> bool:
     """The fused form of ``neurons.run_if_chunk``, updating ``v`` and ``count`` in place.
 
-    Returns False (having touched nothing) where the kernels are missing or the tensors do not fit them:
-    not on the CPU, other dtypes, or layouts that differ between state, current and spikes.
+    ``out`` may be float32, bfloat16 or (unsigned neurons) uint8. Returns False (having touched nothing)
+    where the kernels are missing or the tensors do not fit them: not on the CPU, other dtypes, or layouts
+    that differ between state, current and spikes.
     """
     lib = library()
     if lib is None or v.dtype != torch.float32 or v.device.type != "cpu" or v.numel() == 0:
         return False
-    src, dst = _TYPE_NAMES.get(current.dtype), _TYPE_NAMES.get(out.dtype)
-    if src is None or dst is None or out.shape[0] < steps:
+    src, dst = _TYPE_NAMES.get(current.dtype), _SPIKE_TYPE_NAMES.get(out.dtype)
+    if src is None or dst is None or out.shape[0] < steps or (dst == "u8" and count is not None):
         return False
     per_step = current if constant else current[0]
     if not _same_dense_layout(v, per_step, out[0]) or (count is not None and not _same_dense_layout(v, count)):

@@ -286,6 +286,26 @@ class _BatchRun:
             if n.name not in self.static:
                 for i in n.inputs:
                     self.uses[i] = self.uses.get(i, 0) + 1
+        self.byte_spikes = self._byte_spike_layers() if self.fused_if else set()
+
+    def _byte_spike_layers(self) -> set[str]:
+        """Unsigned IF layers whose spikes only int8 synapses of unit grid read: the kernels write them as
+        uint8, which those synapses take as they are (a quarter of the bytes, and no float -> uint8 pass)."""
+        readers: dict[str, list] = {}
+        for n in self.graph.nodes:
+            for i in n.inputs:
+                readers.setdefault(i, []).append(n)
+        grids = self.kernels.int8_grids
+        out = set()
+        for n in self.graph.nodes:
+            if not isinstance(n, IF) or n.signed or n.name in self.keep or n.name in self.replay:
+                continue
+            if n.name in self.graph.outputs or not readers.get(n.name):
+                continue
+            if all(isinstance(r, (ir.Conv2d, ir.Dense)) and r.name in grids and grids[r.name].step == 1
+                   and grids[r.name].lo == 0 for r in readers[n.name]):
+                out.add(n.name)
+        return out
 
     def _input_chunk(self, tc: int) -> torch.Tensor:
         """Seeded Poisson spikes: P(spike) = |x| / unit, value sign(x) (unit = max |x| in calibration)."""
@@ -315,7 +335,7 @@ class _BatchRun:
             else:
                 ins = [vals[i] if i in vals else self.values_static[i].expand((tc,) + tuple(self.values_static[i].shape))
                        for i in n.inputs]
-                if isinstance(n, (ir.Conv2d, ir.Dense)) and all(t.dtype == self.spike_dtype for t in ins):
+                if isinstance(n, (ir.Conv2d, ir.Dense)) and all(t.dtype in (self.spike_dtype, torch.uint8) for t in ins):
                     y = self.kernels.synaptic(n, _flat(ins[0]))
                 else:
                     if not (low and isinstance(n, _BF16_OPS)):
@@ -352,7 +372,8 @@ class _BatchRun:
             self.state[n.name] = st
         if self.fused_if:
             # the fused kernels write the spikes in the consumer's dtype and update the state in place
-            out = self._spike_buffer(tc, shape, current, constant, self.spike_dtype)
+            dtype = torch.uint8 if n.name in self.byte_spikes else self.spike_dtype
+            out = self._spike_buffer(tc, shape, current, constant, dtype)
             threshold = st["threshold"]
             if isinstance(threshold, torch.Tensor) and threshold.numel() > 1:
                 threshold = st.setdefault("threshold_per_neuron", native.expand_threshold(threshold, st["v"]))

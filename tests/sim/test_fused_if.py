@@ -11,6 +11,7 @@ import torch
 import ann2snn
 from ann2snn.data import load_zoo_sample
 from ann2snn.sim import native
+from ann2snn.sim.int8 import int8_available
 from ann2snn.sim.neurons import if_step, if_zero_step, signed_if_step
 
 ZOO = Path(__file__).resolve().parents[2] / "model_zoo"
@@ -88,6 +89,22 @@ def test_fused_chunk_equals_the_step_functions(kind, layout, src, dst, constant)
 
 
 @needs_kernels
+@pytest.mark.parametrize("kind", ["subtract", "zero"])
+def test_byte_spikes_equal_the_float_ones(kind):
+    v0, cur = _layer(SHAPES["conv"], "channels_last", seed=5)
+    outs, states = {}, {}
+    for dtype in (torch.float32, torch.uint8):
+        v, out = v0.clone(), torch.empty_like(cur, dtype=dtype)
+        assert native.run_if_chunk(v, cur, STEPS, out, None, False, kind, 0.75 if kind == "zero" else 1.0)
+        outs[dtype], states[dtype] = out, v
+    assert torch.equal(outs[torch.uint8].float(), outs[torch.float32]) and outs[torch.uint8].any()
+    assert torch.equal(states[torch.uint8], states[torch.float32])
+    v = v0.clone()  # a signed neuron's -1 has no byte
+    assert not native.run_if_chunk(v, cur, STEPS, torch.empty_like(cur, dtype=torch.uint8), torch.zeros_like(v),
+                                   False, "subtract", 1.0)
+
+
+@needs_kernels
 def test_layouts_the_kernels_cannot_read_are_left_to_the_eager_path():
     v0, cur = _layer(SHAPES["conv"], "contiguous", seed=1)
     out = torch.empty_like(cur)
@@ -110,7 +127,7 @@ def test_simulator_results_do_not_depend_on_the_kernels(name, config, monkeypatc
     net = ann2snn.convert(str(ZOO / name / "model.onnx"), sample.calib_x[:100], ann2snn.ConversionConfig(
         **{"v_init": 0.5, "bias_correction": config.get("reset") == "zero", **config}))
     x = sample.test_x[:60]
-    for dtype in ("float32", "bfloat16"):
+    for dtype in ("float32", "bfloat16") + (("int8",) if int8_available("cpu") else ()):  # int8: uint8 spikes
         fused = net.simulate(x, [5, 16], synaptic_dtype=dtype, batch_size=25, time_chunk=3)
         with monkeypatch.context() as m:
             m.setattr(native, "library", lambda: None)
