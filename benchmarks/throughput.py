@@ -30,6 +30,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ann2snn.sim import native  # noqa: E402
+from ann2snn.sim.simulate import _BatchRun  # noqa: E402
 from common import ROOT, converted, export_ir, load_model_data, machine, run_sj, write_json  # noqa: E402
 
 CONFIGS = {  # name -> simulate kwargs
@@ -43,20 +44,24 @@ CONFIGS = {  # name -> simulate kwargs
     "int8_chunk8": dict(synaptic_dtype="int8", time_chunk=8),
     "default": dict(),
 }
-# the same with the eager IF update instead of the fused C kernels (``ann2snn.sim.native``)
+# the same with the eager IF update instead of the fused C kernels (``ann2snn.sim.native``), and int8 with
+# float32 spikes everywhere (no uint8 spikes written by the kernels: ``_BatchRun._byte_spike_layers``)
 EAGER_IF = {f"{name}_eager": kwargs for name, kwargs in CONFIGS.items()}
+FLOAT_SPIKES = {f"{name}_float_spikes": kwargs for name, kwargs in CONFIGS.items() if name.startswith("int8")}
+VARIANTS = {**EAGER_IF, **FLOAT_SPIKES}
 
 
 def simulate(net, x, timesteps, config: str, **kwargs):
-    """``net.simulate`` with the named configuration (``*_eager``: the fused IF kernels switched off)."""
-    if config not in EAGER_IF:
+    """``net.simulate`` with the named configuration (a ``VARIANTS`` name: part of the simulator switched off)."""
+    if config not in VARIANTS:
         return net.simulate(x, timesteps, **kwargs, **CONFIGS[config])
-    library = native.library
-    native.library = lambda: None
+    target, name = (native, "library") if config in EAGER_IF else (_BatchRun, "_byte_spike_layers")
+    original = getattr(target, name)
+    setattr(target, name, (lambda: None) if config in EAGER_IF else (lambda self: set()))
     try:
-        return net.simulate(x, timesteps, **kwargs, **EAGER_IF[config])
+        return net.simulate(x, timesteps, **kwargs, **VARIANTS[config])
     finally:
-        native.library = library
+        setattr(target, name, original)
 
 
 def ann_forward(net, xb):
@@ -96,7 +101,7 @@ def rss_child(a, cfg: str) -> float:
     code = (f"import sys, torch; torch.set_num_threads({a.threads}); sys.path.insert(0, {str(ROOT / 'benchmarks')!r});"
             f"from common import *; p, cx, tx, ty, _ = load_model_data({a.model!r}, n_test={a.batch});"
             f"net = converted({a.model!r}, p, cx);"
-            + ("" if cfg == "none" else f"net.simulate(tx, [{a.T}], batch_size={a.batch}, **{CONFIGS.get(cfg, EAGER_IF.get(cfg))!r});")
+            + ("" if cfg == "none" else f"net.simulate(tx, [{a.T}], batch_size={a.batch}, **{CONFIGS.get(cfg, VARIANTS.get(cfg))!r});")
             + "print(peak_rss_mb())")
     env = {**os.environ, "ANN2SNN_NATIVE": "0"} if cfg in EAGER_IF else None
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, env=env)
@@ -110,7 +115,7 @@ def main():
     ap.add_argument("--batch", type=int, default=100)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--reps", type=int, default=5)
-    ap.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS) + list(EAGER_IF))
+    ap.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS) + list(VARIANTS))
     ap.add_argument("--sj", action="store_true", help="also measure SpikingJelly 2.0.0 (needs benchmarks/.venv-sj)")
     ap.add_argument("--sj-mode", default="99.9%")
     ap.add_argument("--rss", action="store_true", help="peak RSS per configuration (fresh subprocesses)")
@@ -186,7 +191,8 @@ def main():
            "configs": {}}
     for c in a.configs:
         rr, cr, br = ratios[c], cpu_ratios[c], best_ratios[c]
-        res["configs"][c] = {"kwargs": {**CONFIGS.get(c, EAGER_IF.get(c)), "fused_if": c not in EAGER_IF}, "sim_s": runs[c], "ratio_median": statistics.median(rr),
+        res["configs"][c] = {"kwargs": {**CONFIGS.get(c, VARIANTS.get(c)), "fused_if": c not in EAGER_IF,
+                                        "byte_spikes": c not in VARIANTS}, "sim_s": runs[c], "ratio_median": statistics.median(rr),
                              "ratio_min": min(rr), "ratio_max": max(rr), "cpu_ratio_median": statistics.median(cr),
                              "cpu_ratio_min": min(cr), "cpu_ratio_max": max(cr),
                              "best_ann_ratio_median": statistics.median(br), "best_ann_ratio_min": min(br),

@@ -7,6 +7,7 @@ of spikes: step 1/4, k in 0..4). ``integer_grids`` finds that grid for every syn
 Such an input is exact in uint8 (``q = k - lo``, oneDNN's zero point ``-lo``), so only the weights are
 rounded: to int8 with one scale per output channel (``max |w| / 127``). oneDNN accumulates in int32 and
 rescales to float32 (``x_scale * w_scale[c] * acc + bias``) before the neuron, whose state stays float32.
+The simulator hands over spikes that only such ops read as uint8 already (the fused IF kernels write them).
 
 ``k - lo`` is kept within 0..127 (7 bits): that is exact on every x86 int8 path, including the ones
 without VNNI whose 16-bit intermediate sums saturate for 8-bit activations. A synaptic op whose input has

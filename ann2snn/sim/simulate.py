@@ -145,7 +145,8 @@ def _flat(x: torch.Tensor) -> torch.Tensor:
 
 
 # synaptic mode -> dtype of the spikes between IF layers and the conv/dense ops they meet; "int8" keeps
-# float32 spikes and casts them to uint8 at each conv/dense that can take them (``ann2snn.sim.int8``)
+# float32 spikes and casts them to uint8 at each conv/dense that can take them (``ann2snn.sim.int8``), except
+# where only such ops read a layer: the fused IF kernels then write its spikes as uint8 (``_byte_spike_layers``)
 SYNAPTIC_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "int8": torch.float32}
 DEFAULT_SYNAPTIC_DTYPE = "auto"  # int8 with VNNI, else bfloat16 where native, else float32 (``auto_synaptic_dtype``)
 
