@@ -204,6 +204,8 @@ def resolve_synaptic_dtype(synaptic_dtype: str | None, device) -> str:
 # ops that may run on bfloat16 spikes / currents without losing exactness they rely on
 _BF16_OPS = (ir.Conv2d, ir.Dense, ir.AvgPool2d, ir.MaxPool2d, ir.GlobalAvgPool, ir.GlobalMaxPool, ir.Flatten,
              ir.Reshape, ir.Transpose, ir.Concat)
+# ops that move uint8 spikes between the IF kernels and int8 synapses unchanged (``_byte_spike_layers``)
+_BYTE_MOVES = (ir.Flatten, ir.Reshape, ir.Transpose, ir.Concat)
 
 
 class _Kernels:
@@ -290,23 +292,35 @@ class _BatchRun:
         self.byte_spikes = self._byte_spike_layers() if self.fused_if else set()
 
     def _byte_spike_layers(self) -> set[str]:
-        """Unsigned IF layers whose spikes only int8 synapses of unit grid read: the kernels write them as
-        uint8, which those synapses take as they are (a quarter of the bytes, and no float -> uint8 pass)."""
+        """Spike tensors that only int8 synapses of unit grid read, directly or through Concat and layout ops:
+        unsigned IF layers whose spikes the kernels write as uint8, and the Concat / layout ops between them
+        and those synapses, which move the bytes as they are (a quarter of the bytes, no float -> uint8 pass)."""
         readers: dict[str, list] = {}
         for n in self.graph.nodes:
             for i in n.inputs:
                 readers.setdefault(i, []).append(n)
         grids = self.kernels.int8_grids
-        out = set()
-        for n in self.graph.nodes:
-            if not isinstance(n, IF) or n.signed or n.name in self.keep or n.name in self.replay:
-                continue
-            if n.name in self.graph.outputs or not readers.get(n.name):
-                continue
-            if all(isinstance(r, (ir.Conv2d, ir.Dense)) and r.name in grids and grids[r.name].step == 1
-                   and grids[r.name].lo == 0 for r in readers[n.name]):
-                out.add(n.name)
-        return out
+
+        def unit_synapse(r) -> bool:
+            return isinstance(r, (ir.Conv2d, ir.Dense)) and r.name in grids and grids[r.name].step == 1 \
+                and grids[r.name].lo == 0
+
+        fixed = set(self.keep) | set(self.replay) | set(self.graph.outputs) | set(self.static)
+        bytes_ = {n.name for n in self.graph.nodes if n.name not in fixed and (
+            (isinstance(n, IF) and not n.signed) or isinstance(n, _BYTE_MOVES))}
+        changed = True
+        while changed:  # drop what a float op reads, or what is made of non-byte inputs, until nothing changes
+            changed = False
+            for n in self.graph.nodes:
+                if n.name not in bytes_:
+                    continue
+                inputs_ok = isinstance(n, IF) or all(i in bytes_ for i in n.inputs)
+                readers_ok = bool(readers.get(n.name)) and all(unit_synapse(r) or r.name in bytes_
+                                                               for r in readers[n.name])
+                if not (inputs_ok and readers_ok):
+                    bytes_.discard(n.name)
+                    changed = True
+        return bytes_
 
     def _input_chunk(self, tc: int) -> torch.Tensor:
         """Seeded Poisson spikes: P(spike) = |x| / unit, value sign(x) (unit = max |x| in calibration)."""
@@ -338,6 +352,8 @@ class _BatchRun:
                        for i in n.inputs]
                 if isinstance(n, (ir.Conv2d, ir.Dense)) and all(t.dtype in (self.spike_dtype, torch.uint8) for t in ins):
                     y = self.kernels.synaptic(n, _flat(ins[0]))
+                elif n.name in self.byte_spikes:
+                    y = forward(n, *(_flat(t) for t in ins))  # uint8 spikes moved as they are
                 else:
                     if not (low and isinstance(n, _BF16_OPS)):
                         ins = [t.float() for t in ins]
