@@ -7,8 +7,9 @@ pages in again, zero-filled by the kernel: the README's main job spent a sixth o
 faults (``benchmarks/heap_reuse.py``; figures in ``benchmarks/RESULTS.md``, "Heap reuse").
 ``reuse_freed_buffers`` raises glibc's mmap threshold to its ceiling (32 MiB) and its trim threshold to 1 GiB,
 once per process; the memory is handed back explicitly with ``release_freed_memory`` (``malloc_trim``) where
-a simulation or an evaluation batch ends, so the RSS between runs is what it was. Other C libraries (musl, macOS, Windows) are left as they are, and so is a
-process whose user set glibc's own ``MALLOC_MMAP_THRESHOLD_`` / ``MALLOC_TRIM_THRESHOLD_``.
+a simulation or an evaluation batch ends, so the RSS between runs is what it was. Other C libraries (musl,
+macOS, Windows) are left as they are, and so is a process whose user set glibc's own
+``MALLOC_MMAP_THRESHOLD_`` / ``MALLOC_TRIM_THRESHOLD_``.
 """
 
 from __future__ import annotations

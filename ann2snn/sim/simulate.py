@@ -350,7 +350,8 @@ class _BatchRun:
             else:
                 ins = [vals[i] if i in vals else self.values_static[i].expand((tc,) + tuple(self.values_static[i].shape))
                        for i in n.inputs]
-                if isinstance(n, (ir.Conv2d, ir.Dense)) and all(t.dtype in (self.spike_dtype, torch.uint8) for t in ins):
+                spikes = all(t.dtype in (self.spike_dtype, torch.uint8) for t in ins)  # uint8: _byte_spike_layers
+                if isinstance(n, (ir.Conv2d, ir.Dense)) and spikes:
                     y = self.kernels.synaptic(n, _flat(ins[0]))
                 elif n.name in self.byte_spikes:
                     y = forward(n, *(_flat(t) for t in ins))  # uint8 spikes moved as they are

@@ -10,7 +10,10 @@ import torch
 
 import ann2snn
 from ann2snn.data import load_zoo_sample
+from ann2snn.ir import nodes as ir
+from ann2snn.ir.graph import Graph, TensorSpec
 from ann2snn.sim import native
+from ann2snn.sim import simulate as simulate_module
 from ann2snn.sim.int8 import int8_available
 from ann2snn.sim.neurons import if_step, if_zero_step, signed_if_step
 
@@ -68,7 +71,8 @@ def test_fused_chunk_equals_the_step_functions(kind, layout, src, dst, constant)
     channels = shape[1]
     threshold = 1.0
     if kind == "zero":  # per-channel thresholds, as bias correction sets them
-        threshold = (torch.arange(channels, dtype=torch.float32) / channels + 0.5).reshape((-1,) + (1,) * (len(shape) - 2))
+        threshold = torch.arange(channels, dtype=torch.float32) / channels + 0.5
+        threshold = threshold.reshape((-1,) + (1,) * (len(shape) - 2))
     spikes, v_ref, count_ref = _reference(kind, v0, cur.float(), threshold, constant)
 
     v = v0.clone()
@@ -161,3 +165,39 @@ def test_without_a_compiler_the_eager_path_runs(monkeypatch, tmp_path):
         assert not native.run_if_chunk(v0.clone(), cur, STEPS, torch.empty_like(cur), None, False, "subtract", 1.0)
     finally:
         native.library.cache_clear()
+
+
+def _branchy_ann():
+    """Two spiking branches concatenated before a conv, then flattened into a dense layer (SqueezeNet's fire
+    modules in small): every spike tensor here reaches an int8 synapse directly or through Concat / Flatten."""
+    rng = np.random.default_rng(4)
+
+    def conv(name, src, cin, cout):
+        return ir.Conv2d(name, (src,), weight=rng.normal(0, 0.4, (cout, cin, 3, 3)).astype(np.float32),
+                         bias=rng.normal(0.05, 0.05, cout).astype(np.float32), padding=(1, 1, 1, 1))
+
+    nodes = [conv("c0", "x", 2, 4), ir.ReLU("r0", ("c0",)),
+             conv("a", "r0", 4, 4), ir.ReLU("ra", ("a",)), conv("b", "r0", 4, 4), ir.ReLU("rb", ("b",)),
+             ir.Concat("cat", ("ra", "rb"), axis=0), conv("c1", "cat", 8, 4), ir.ReLU("r1", ("c1",)),
+             ir.Flatten("flat", ("r1",)),
+             ir.Dense("fc", ("flat",), weight=rng.normal(0, 0.1, (5, 4 * 10 * 10)).astype(np.float32))]
+    return Graph.from_unordered([TensorSpec("x", (2, 10, 10))], nodes, ["fc"]).validate()
+
+
+@needs_kernels
+@pytest.mark.skipif(not int8_available("cpu"), reason="this torch has no oneDNN int8 ops")
+def test_uint8_spikes_pass_through_concat_and_flatten_unchanged(monkeypatch):
+    x = np.random.default_rng(5).random((40, 2, 10, 10)).astype(np.float32)
+    net = ann2snn.convert(_branchy_ann(), x[:30], ann2snn.ConversionConfig(v_init=0.5, bias_correction=False))
+    seen = []
+    layers = simulate_module._BatchRun._byte_spike_layers
+    monkeypatch.setattr(simulate_module._BatchRun, "_byte_spike_layers",
+                        lambda self: seen.append(layers(self)) or seen[-1])
+    as_bytes = net.simulate(x[30:], [3, 12], synaptic_dtype="int8", time_chunk=3)
+    moved = {n.name for n in net.graph.nodes if isinstance(n, (ir.Concat, ir.Flatten))} & seen[0]
+    assert len(moved) == 2, seen[0]  # the Concat and the Flatten carry bytes
+    monkeypatch.setattr(simulate_module._BatchRun, "_byte_spike_layers", lambda self: set())
+    as_floats = net.simulate(x[30:], [3, 12], synaptic_dtype="int8", time_chunk=3)
+    for t in (3, 12):
+        np.testing.assert_array_equal(as_bytes.outputs[t], as_floats.outputs[t])
+    assert np.abs(as_bytes.outputs[12]).sum() > 0
