@@ -14,7 +14,7 @@ import os
 import signal
 import sys
 
-from ann2snn.errors import Ann2SnnError
+from ann2snn.errors import Ann2SnnError, DistributedRunError
 
 _COMMANDS = ("inspect", "ops", "convert", "evaluate", "tune")
 
@@ -79,6 +79,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug:
             raise
         first, *rest = str(e).splitlines() or [type(e).__name__]
+        if isinstance(e, DistributedRunError) and getattr(args, "checkpoint", None):
+            # wherever this rank learnt of the failure (torchrun's SIGTERM, a collective that lost its peer)
+            first += f"; the checkpoint {args.checkpoint} keeps the batches done"
         print(f"ann2snn: error: {prefix}{first}", file=sys.stderr)
         for line in rest:
             print(line, file=sys.stderr)
@@ -104,15 +107,13 @@ def _join_process_group(args) -> None:
     """Under torchrun: join the process group, and turn torchrun's SIGTERM (sent when another rank failed)
     into a one-line error instead of a silent death."""
     from ann2snn import distributed
-    from ann2snn.errors import DistributedRunError
 
     group = distributed.init_from_env(device=getattr(args, "device", "cpu"),
                                       timeout_s=getattr(args, "dist_timeout", distributed.DEFAULT_TIMEOUT_S))
 
     def stopped(signum, frame):
-        where = f"; the checkpoint {args.checkpoint} keeps the batches done" if getattr(args, "checkpoint", None) else ""
         raise DistributedRunError(f"rank {group.rank} of {group.world_size}: stopped by torchrun (another rank "
-                                  f"failed or the run was cancelled){where}")
+                                  f"failed or the run was cancelled)")
 
     signal.signal(signal.SIGTERM, stopped)
     atexit.register(distributed.shutdown)
