@@ -19,7 +19,9 @@
 #include <stdint.h>
 #include <string.h>
 
+#ifndef BLOCK  /* neurons per block (benchmarks/if_kernels.py measures other sizes with -DBLOCK=...) */
 #define BLOCK 1024
+#endif
 
 static inline float from_f32(float x) { return x; }
 static inline float from_bf16(uint16_t x) {
@@ -29,7 +31,7 @@ static inline float from_bf16(uint16_t x) {
     return f;
 }
 static inline float to_f32(float s) { return s; }
-/* spikes 0 and 1 as bytes: what int8 synapses read (a -1 has no byte; signed neurons keep float spikes) */
+/* spikes 0 and 1 as bytes: what int8 synapses read */
 static inline uint8_t to_u8(float s) { return (uint8_t)s; }
 /* bfloat16 of 0, 1 and -1 is the top half of their float32 bits */
 static inline uint16_t to_bf16(float s) {
@@ -48,7 +50,8 @@ static inline uint16_t to_bf16(float s) {
         }                                                                               \
     }
 
-#define IF_KERNELS(IN, IN_T, OUT, OUT_T)                                                             \
+/* plain and reset-to-zero neurons: spikes 0 or 1, in any of the output types */
+#define UNSIGNED_KERNELS(IN, IN_T, OUT, OUT_T)                                                       \
 void ann2snn_if_subtract_##IN##_##OUT(const IN_T *restrict cur, int64_t cur_step, float *restrict v, \
                                       OUT_T *restrict out, int64_t n, int64_t steps) {               \
     FOR_BLOCKS(                                                                                      \
@@ -74,7 +77,10 @@ void ann2snn_if_zero_##IN##_##OUT(const IN_T *restrict cur, int64_t cur_step, fl
             v[i] = fire ? 0.0f : m;                                                                  \
             out[o0 + i] = to_##OUT(fire ? 1.0f : 0.0f);)                                             \
     }                                                                                                \
-}                                                                                                    \
+}
+
+/* signed neurons: spikes -1, 0 or 1 (float types only: a -1 has no byte) */
+#define SIGNED_KERNEL(IN, IN_T, OUT, OUT_T)                                                          \
 void ann2snn_if_signed_##IN##_##OUT(const IN_T *restrict cur, int64_t cur_step, float *restrict v,   \
                                     float *restrict count, OUT_T *restrict out, int64_t n,           \
                                     int64_t steps) {                                                 \
@@ -86,30 +92,11 @@ void ann2snn_if_signed_##IN##_##OUT(const IN_T *restrict cur, int64_t cur_step, 
         out[o0 + i] = to_##OUT(s);)                                                                  \
 }
 
-IF_KERNELS(f32, float, f32, float)
-IF_KERNELS(f32, float, bf16, uint16_t)
-IF_KERNELS(bf16, uint16_t, f32, float)
-IF_KERNELS(bf16, uint16_t, bf16, uint16_t)
+#define FLOAT_KERNELS(IN, IN_T, OUT, OUT_T) UNSIGNED_KERNELS(IN, IN_T, OUT, OUT_T) SIGNED_KERNEL(IN, IN_T, OUT, OUT_T)
 
-#define UNSIGNED_BYTE_KERNELS(IN, IN_T)                                                                 \
-void ann2snn_if_subtract_##IN##_u8(const IN_T *restrict cur, int64_t cur_step, float *restrict v,      \
-                                   uint8_t *restrict out, int64_t n, int64_t steps) {                   \
-    FOR_BLOCKS(                                                                                         \
-        const float m = v[i] + from_##IN(cur[c0 + i]);                                                  \
-        const float s = m >= 1.0f ? 1.0f : 0.0f;                                                        \
-        v[i] = m - s;                                                                                   \
-        out[o0 + i] = to_u8(s);)                                                                        \
-}                                                                                                       \
-void ann2snn_if_zero_##IN##_u8(const IN_T *restrict cur, int64_t cur_step, float *restrict v,          \
-                               uint8_t *restrict out, int64_t n, int64_t steps,                         \
-                               const float *restrict threshold, int64_t per_neuron) {                   \
-    const float theta = threshold[0];                                                                   \
-    FOR_BLOCKS(                                                                                         \
-        const float m = v[i] + from_##IN(cur[c0 + i]);                                                  \
-        const int fire = m > (per_neuron ? threshold[i] : theta);                                       \
-        v[i] = fire ? 0.0f : m;                                                                         \
-        out[o0 + i] = (uint8_t)fire;)                                                                   \
-}
-
-UNSIGNED_BYTE_KERNELS(f32, float)
-UNSIGNED_BYTE_KERNELS(bf16, uint16_t)
+FLOAT_KERNELS(f32, float, f32, float)
+FLOAT_KERNELS(f32, float, bf16, uint16_t)
+FLOAT_KERNELS(bf16, uint16_t, f32, float)
+FLOAT_KERNELS(bf16, uint16_t, bf16, uint16_t)
+UNSIGNED_KERNELS(f32, float, u8, uint8_t)
+UNSIGNED_KERNELS(bf16, uint16_t, u8, uint8_t)

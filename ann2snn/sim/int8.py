@@ -150,7 +150,6 @@ class _Int8Op:
         if self.exact_step and not self.zero_point:
             # spikes the IF kernels wrote as bytes already are k - lo
             return x if x.dtype == torch.uint8 else x.to(torch.int8).view(torch.uint8)
-        x = x.float()
         k = x if self.exact_step else torch.round(x * self.inv_step)  # k / n is not exact in float32
         return (k + self.zero_point).to(torch.int8).view(torch.uint8)
 

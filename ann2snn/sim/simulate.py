@@ -387,15 +387,15 @@ class _BatchRun:
             theta = 1.0 if np.all(np.asarray(n.threshold) == 1) else per_channel(n.threshold)
             st = {"v": torch.zeros_like(like, dtype=dtype).add_(per_channel(n.v_init)), "threshold": theta,
                   "count": torch.zeros_like(like, dtype=dtype) if n.signed else None}
+            # the kernels read a per-channel threshold as one value per neuron in v's layout: expanded once
+            per_neuron = isinstance(theta, torch.Tensor) and theta.numel() > 1
+            st["fused_threshold"] = native.expand_threshold(theta, st["v"]) if per_neuron and self.fused_if else theta
             self.state[n.name] = st
         if self.fused_if:
             # the fused kernels write the spikes in the consumer's dtype and update the state in place
             dtype = torch.uint8 if n.name in self.byte_spikes else self.spike_dtype
             out = self._spike_buffer(tc, shape, current, constant, dtype)
-            threshold = st["threshold"]
-            if isinstance(threshold, torch.Tensor) and threshold.numel() > 1:
-                threshold = st.setdefault("threshold_per_neuron", native.expand_threshold(threshold, st["v"]))
-            if native.run_if_chunk(st["v"], current, tc, out, st["count"], constant, n.reset, threshold):
+            if native.run_if_chunk(st["v"], current, tc, out, st["count"], constant, n.reset, st["fused_threshold"]):
                 return out
         # spikes are computed in v's dtype: an IF step writing bfloat16 spikes (and subtracting them from a
         # float32 v) goes through slow mixed-dtype loops; one cast of the whole chunk afterwards is 2x cheaper

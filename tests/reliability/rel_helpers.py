@@ -19,6 +19,7 @@ import pytest
 from onnx import TensorProto, helper
 
 from ann2snn.frontend.testing import make_model
+from ann2snn.sim.heap import release_freed_memory
 
 REPO = Path(__file__).resolve().parents[2]
 ZOO = REPO / "model_zoo"
@@ -209,15 +210,6 @@ def rss_bytes() -> int:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-def _malloc_trim() -> None:
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc
-        pass
-
-
 class PeakRSS:
     """Peak resident-set growth of this process while the block runs, sampled every ``interval`` s.
 
@@ -237,7 +229,7 @@ class PeakRSS:
 
     def __enter__(self):
         gc.collect()
-        _malloc_trim()  # give freed heap memory back first, so that each call's own working set shows
+        release_freed_memory()  # give freed heap memory back first, so that each call's own working set shows
         self.baseline = self.peak = rss_bytes()
         self._thread = threading.Thread(target=self._sample, daemon=True)
         self._thread.start()

@@ -55,7 +55,7 @@ def _reference(kind, v, cur, threshold, constant):
 
 
 CASES = [(kind, layout, src, dst, constant)
-         for kind in ("subtract", "zero", "signed")
+         for kind in ("subtract", "zero", "zero_scalar", "signed")
          for layout in ("contiguous", "channels_last", "dense")
          for src in (torch.float32, torch.bfloat16)
          for dst in (torch.float32, torch.bfloat16)
@@ -69,10 +69,11 @@ def test_fused_chunk_equals_the_step_functions(kind, layout, src, dst, constant)
     v0, cur = _layer(shape, layout, seed=len(shape) + STEPS)
     cur = cur.to(src)  # the simulator's bfloat16 currents: v stays float32, the current is upcast exactly
     channels = shape[1]
-    threshold = 1.0
+    threshold = 0.75 if kind == "zero_scalar" else 1.0  # one threshold for the layer
     if kind == "zero":  # per-channel thresholds, as bias correction sets them
         threshold = torch.arange(channels, dtype=torch.float32) / channels + 0.5
         threshold = threshold.reshape((-1,) + (1,) * (len(shape) - 2))
+    kind = "zero" if kind == "zero_scalar" else kind
     spikes, v_ref, count_ref = _reference(kind, v0, cur.float(), threshold, constant)
 
     v = v0.clone()
